@@ -1,0 +1,146 @@
+"""The adapter seam: a chat-shaped request in, a stream of deltas out.
+
+Adapters never see HTTP, the store or Responses-API items. They receive chat
+messages (what chat templates consume) and the function tools the policy chose to
+show the model, and yield `Delta`s. Closing the iterator cancels the generation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any, Literal, Protocol
+
+import msgspec
+from msgspec import Struct
+
+__all__ = [
+    "Adapter",
+    "Capabilities",
+    "ChatMessage",
+    "Delta",
+    "Finish",
+    "GenerationRequest",
+    "Progress",
+    "ReasoningDelta",
+    "TextDelta",
+    "TokenUsage",
+    "ToolCallArguments",
+    "ToolCallRecord",
+    "ToolCallStart",
+    "ToolSpec",
+]
+
+
+class ToolCallRecord(Struct, kw_only=True):
+    """A tool call already in the history (assistant turn)."""
+
+    call_id: str
+    name: str
+    arguments: str
+
+
+class ChatMessage(Struct, kw_only=True, omit_defaults=True):
+    role: Literal["system", "developer", "user", "assistant", "tool"]
+    content: str = ""
+    images: list[str] = []
+    reasoning: str | None = None
+    tool_calls: list[ToolCallRecord] = []
+    tool_call_id: str | None = None
+    name: str | None = None
+
+
+class ToolSpec(Struct, kw_only=True, omit_defaults=True):
+    """A function as the model sees it (after the tool policy)."""
+
+    name: str
+    description: str = ""
+    parameters: dict[str, Any] = msgspec.field(default_factory=lambda: {"type": "object", "properties": {}})
+
+
+class GenerationRequest(Struct, kw_only=True):
+    request_id: str
+    messages: list[ChatMessage]
+    tools: list[ToolSpec] = []
+    tool_choice: str | dict[str, Any] = "auto"
+    parallel_tool_calls: bool = True
+    max_tokens: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    stop: list[str] = []
+    reasoning_effort: str | None = None
+    prompt_cache_key: str | None = None
+    chat_template_kwargs: dict[str, Any] = {}
+
+
+class Capabilities(Struct, kw_only=True, frozen=True):
+    tool_calling: bool = True
+    vision: bool = False
+    reasoning: bool = False
+
+
+# ------------------------------------------------------------------ deltas
+
+
+class _Delta(Struct, tag_field="kind", kw_only=True):
+    pass
+
+
+class TextDelta(_Delta, tag="text", kw_only=True):
+    text: str
+
+
+class ReasoningDelta(_Delta, tag="reasoning", kw_only=True):
+    text: str
+
+
+class ToolCallStart(_Delta, tag="tool_call", kw_only=True):
+    """Opens a tool call; following `ToolCallArguments` belong to it."""
+
+    name: str
+    call_id: str | None = None
+    custom: bool = False  # raw-input (freeform) call rather than JSON arguments
+    namespace: str | None = None  # set by the policy when mapping back an expanded namespace
+
+
+class ToolCallArguments(_Delta, tag="tool_arguments", kw_only=True):
+    text: str
+
+
+class Progress(_Delta, tag="progress", kw_only=True):
+    """Prefill progress; keeps the stream alive while no token exists yet."""
+
+    done: int
+    total: int
+
+
+class TokenUsage(Struct, kw_only=True, frozen=True):
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cached_tokens: int = 0
+    reasoning_tokens: int = 0
+
+
+class Finish(_Delta, tag="finish", kw_only=True):
+    reason: Literal["stop", "length", "tool_calls"] = "stop"
+    usage: TokenUsage = TokenUsage()
+
+
+Delta = TextDelta | ReasoningDelta | ToolCallStart | ToolCallArguments | Progress | Finish
+
+
+class Adapter(Protocol):
+    """What the gateway needs from a model backend."""
+
+    capabilities: Capabilities
+
+    async def start(self) -> None:
+        """Prepare (e.g. preload); called once at gateway start-up."""
+
+    def generate(self, request: GenerationRequest) -> AsyncIterator[Delta]:
+        """Stream deltas, ending with exactly one `Finish`. Raise `GatewayError`s on failure."""
+
+    async def aclose(self) -> None:
+        """Release everything; in-flight generations end."""
+
+    def describe(self) -> dict[str, Any]:
+        """State for /health and the status page."""

@@ -1,0 +1,103 @@
+"""`create_app(config)`: the Litestar application, its lifespan and its one error handler."""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import AsyncIterator
+from typing import Any
+
+import structlog
+from litestar import Litestar, Request
+from litestar import Response as HttpResponse
+from litestar.exceptions import HTTPException, MethodNotAllowedException, NotFoundException
+from litestar.types import Receive, Scope, Send
+
+from gateway.adapters import build_adapter
+from gateway.config import GatewayConfig
+from gateway.errors import GatewayError, MethodNotAllowed, NotFound, PayloadTooLarge, envelope
+from gateway.ids import new_id
+from gateway.log import RequestRecord
+from gateway.routes import ROUTES
+from gateway.runtime import Runtime
+
+__all__ = ["GatewayApp", "create_app"]
+
+log = structlog.get_logger()
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+
+def to_gateway_error(exc: Exception, request: Request[Any, Any, Any] | None = None) -> GatewayError:
+    if isinstance(exc, GatewayError):
+        return exc
+    where = f"{request.method} {request.url.path}" if request is not None else "this route"
+    if isinstance(exc, NotFoundException):
+        return NotFound(f"Unknown route: {where}.", code="not_found")
+    if isinstance(exc, MethodNotAllowedException):
+        return MethodNotAllowed(f"Method not allowed: {where}.")
+    if isinstance(exc, HTTPException) and exc.status_code == 413:
+        return PayloadTooLarge("The request body is larger than this gateway accepts (server.max_body_bytes).")
+    if isinstance(exc, HTTPException) and exc.status_code < 500:
+        error = GatewayError(str(exc.detail), code=None)
+        error.status, error.type = exc.status_code, "invalid_request_error"
+        return error
+    log.error("unhandled_exception", exc_info=exc)
+    return GatewayError("The server had an error while processing the request.")
+
+
+def handle_exception(request: Request[Any, Any, Any], exc: Exception) -> HttpResponse[bytes]:
+    error = to_gateway_error(exc, request)
+    record = request.scope.get("state", {}).get("record")
+    if isinstance(record, RequestRecord):
+        record.fields["error_code"] = error.code
+    headers = {"Retry-After": "1"} if error.status in (429, 503) else None
+    return HttpResponse(envelope(error), status_code=error.status, media_type="application/json", headers=headers)
+
+
+class GatewayApp(Litestar):
+    """Litestar plus an outermost layer that runs for every request, 404s included:
+    a request id (echoed as `x-request-id`) and one canonical log line."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await super().__call__(scope, receive, send)
+            return
+        incoming = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
+        request_id = incoming if _REQUEST_ID.match(incoming) else new_id("req")
+        record = RequestRecord(request_id, scope["method"], scope["path"])
+        scope.setdefault("state", {})["record"] = record  # type: ignore[typeddict-unknown-key]
+
+        async def send_with_id(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                record.status = message["status"]
+                message["headers"] = [*message.get("headers", []), (b"x-request-id", request_id.encode())]
+            await send(message)
+
+        try:
+            await super().__call__(scope, receive, send_with_id)
+        finally:
+            log.info("request", **record.line())
+
+
+def create_app(config: GatewayConfig) -> GatewayApp:
+    """Build the application for a validated manifest. Nothing starts until the lifespan runs."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        runtime = Runtime(config=config, adapters={m.name: build_adapter(m) for m in config.models})
+        await runtime.start()
+        app.state.runtime = runtime
+        try:
+            yield
+        finally:
+            await runtime.aclose()
+
+    return GatewayApp(
+        route_handlers=ROUTES,
+        lifespan=[lifespan],
+        exception_handlers={Exception: handle_exception},
+        request_max_body_size=config.server.max_body_bytes,
+        logging_config=None,
+        openapi_config=None,
+    )

@@ -1,0 +1,278 @@
+"""The manifest (`gateway.yaml`): frozen, typed structs; every problem reported with its path."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import msgspec
+import yaml
+from msgspec import UNSET, Meta, Struct, UnsetType
+
+from gateway.validation import problems_for
+
+__all__ = [
+    "ClientProfile",
+    "ConfigError",
+    "ItemRulesConfig",
+    "ToolAction",
+    "ToolRulesConfig",
+    "GatewayConfig",
+    "ModelSpec",
+    "PolicyConfig",
+    "Sampling",
+    "ScriptCall",
+    "ScriptStep",
+    "ScriptedModel",
+    "ServerConfig",
+    "StoreConfig",
+    "load_config",
+    "parse_config",
+]
+
+
+class Base(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """Manifest structs: immutable, and a key the schema does not know is an error."""
+
+
+Port = Annotated[int, Meta(ge=0, le=65535)]
+Positive = Annotated[int, Meta(ge=1)]
+ModelName = Annotated[str, Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/@+-]*$", max_length=256)]
+
+
+class ServerConfig(Base):
+    host: str = "127.0.0.1"
+    port: Port = 8080
+    max_body_bytes: Positive = 32 * 1024 * 1024
+    keepalive_seconds: Annotated[float, Meta(gt=0, le=10)] = 5.0
+
+
+class StoreConfig(Base):
+    url: str = "memory://"
+    ttl_seconds: Positive = 30 * 24 * 3600
+    key_prefix: Annotated[str, Meta(pattern=r"^[A-Za-z0-9._:-]+$")] = "mlxgw"
+    max_chain_depth: Positive = 1000
+
+
+class Sampling(Base):
+    """Defaults applied when a request does not set them."""
+
+    temperature: Annotated[float, Meta(ge=0, le=2)] | None = None
+    top_p: Annotated[float, Meta(ge=0, le=1)] | None = None
+    max_output_tokens: Positive | None = None
+
+
+class ScriptCall(Base):
+    """One tool call the scripted model makes: `function:` or `custom:` (exactly one)."""
+
+    function: str | None = None
+    custom: str | None = None
+    arguments: dict[str, Any] | str | None = None
+    input: str | None = None
+    call_id: str | None = None
+
+
+class ScriptStep(Base):
+    """What the scripted model answers when the conversation holds N tool outputs."""
+
+    reasoning: str | None = None
+    text: str | None = None
+    calls: list[ScriptCall] = []
+    error: str | None = None  # fail the response after emitting the rest
+
+
+class Script(Base):
+    mode: Literal["steps", "echo"] = "steps"
+    steps: list[ScriptStep] = []
+    chunk_chars: Positive = 8
+    delay_ms: Annotated[float, Meta(ge=0)] = 0.0
+    first_delay_ms: Annotated[float, Meta(ge=0)] = 0.0
+
+
+class ModelBase(Base, tag_field="adapter"):
+    name: ModelName
+    aliases: list[ModelName] = []
+    context_length: Positive = 32768
+    sampling: Sampling = Sampling()
+    chat_template_kwargs: dict[str, Any] = {}
+    policy: str = "default"
+
+
+class ScriptedModel(ModelBase, tag="scripted", kw_only=True):
+    """A deterministic model for tests and for checking client wiring without weights."""
+
+    script: Script = Script()
+
+
+ModelSpec = ScriptedModel
+
+
+ToolAction = Literal["native", "wrap", "expand", "drop", "note", "reject"]
+
+
+class ToolRulesConfig(Base):
+    """Per tool kind, per wire type, or per tool name: what the model gets. Unset keys inherit."""
+
+    function: ToolAction | UnsetType = UNSET
+    custom: ToolAction | UnsetType = UNSET
+    namespace: ToolAction | UnsetType = UNSET
+    local_shell: ToolAction | UnsetType = UNSET
+    hosted: ToolAction | UnsetType = UNSET
+    unknown: ToolAction | UnsetType = UNSET
+    types: dict[str, ToolAction] = {}
+    names: dict[str, ToolAction] = {}
+
+
+class ItemRulesConfig(Base):
+    unknown: Literal["text", "drop", "reject"] | UnsetType = UNSET
+    reasoning: Literal["keep", "drop"] | UnsetType = UNSET
+    images: Literal["note", "reject"] | UnsetType = UNSET
+
+
+class PolicyConfig(Base):
+    """One named layer of tool and item rules."""
+
+    tools: ToolRulesConfig = ToolRulesConfig()
+    items: ItemRulesConfig = ItemRulesConfig()
+
+
+class ClientProfile(Base):
+    """Requests whose headers match (every regex, case-insensitive names) get `policy` on top."""
+
+    name: str
+    match: dict[str, str]
+    policy: str
+    models: list[str] = []
+
+
+class GatewayConfig(Base):
+    server: ServerConfig = ServerConfig()
+    store: StoreConfig = StoreConfig()
+    models: list[ModelSpec] = []
+    policies: dict[str, PolicyConfig] = {}
+    clients: list[ClientProfile] = []
+
+    def model_names(self) -> list[str]:
+        return [m.name for m in self.models]
+
+
+class ConfigError(Exception):
+    """The manifest is invalid; `problems` lists each one as `path: message`."""
+
+    def __init__(self, source: str, problems: list[str]) -> None:
+        self.source = source
+        self.problems = problems
+        super().__init__(f"{source}: {len(problems)} problem(s)\n" + "\n".join(f"  {p}" for p in problems))
+
+
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def parse_config(text: str | bytes, source: str = "<manifest>") -> GatewayConfig:
+    """Validate manifest text; raises `ConfigError` listing every problem found."""
+    try:
+        raw = yaml.load(text, Loader=_YAML_LOADER)  # noqa: S506 - safe loader
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        raise ConfigError(source, [f"{where}invalid YAML: {getattr(exc, 'problem', exc)}"]) from None
+    if raw is None:
+        raw = {}
+    problems = problems_for(raw, GatewayConfig)
+    if problems:
+        raise ConfigError(source, problems)
+    config = msgspec.convert(raw, GatewayConfig)
+    problems = semantic_problems(config)
+    if problems:
+        raise ConfigError(source, problems)
+    return config
+
+
+def semantic_problems(config: GatewayConfig) -> list[str]:
+    """Cross-references the types alone cannot express."""
+    problems: list[str] = []
+    owner: dict[str, str] = {}
+    for i, model in enumerate(config.models):
+        for j, name in enumerate([model.name, *model.aliases]):
+            where = f"models[{i}].name" if j == 0 else f"models[{i}].aliases[{j - 1}]"
+            if name in owner:
+                problems.append(f"{where}: '{name}' is already used by {owner[name]}")
+            else:
+                owner[name] = where
+        if model.policy != "default" and model.policy not in config.policies:
+            known = ", ".join(sorted({"default", *config.policies})) or "default"
+            problems.append(f"models[{i}].policy: unknown policy '{model.policy}' (known: {known})")
+        if isinstance(model, ScriptedModel):
+            problems.extend(_script_problems(model.script, f"models[{i}].script"))
+    problems.extend(_policy_problems(config))
+    scheme = config.store.url.split("://", 1)[0] if "://" in config.store.url else ""
+    if scheme not in STORE_SCHEMES:
+        problems.append(
+            f"store.url: unsupported URL '{config.store.url}' (use one of: "
+            + ", ".join(f"{s}://" for s in sorted(STORE_SCHEMES))
+            + ")"
+        )
+    if not config.server.host.strip():
+        problems.append("server.host: must not be empty")
+    return problems
+
+
+def _policy_problems(config: GatewayConfig) -> list[str]:
+    from gateway.policies.tools import ALLOWED_ACTIONS  # the table lives with the engine
+
+    problems = []
+    for name, policy in config.policies.items():
+        for kind, allowed in ALLOWED_ACTIONS.items():
+            action = getattr(policy.tools, kind)
+            if action is not UNSET and action not in allowed:
+                problems.append(
+                    f"policies.{name}.tools.{kind}: '{action}' does not apply to {kind} tools "
+                    f"(use one of: {', '.join(sorted(allowed))})"
+                )
+    names = {m.name for m in config.models} | {a for m in config.models for a in m.aliases}
+    for i, client in enumerate(config.clients):
+        if client.policy not in config.policies:
+            problems.append(f"clients[{i}].policy: unknown policy '{client.policy}'")
+        if not client.match:
+            problems.append(f"clients[{i}].match: give at least one header pattern")
+        for header, pattern in client.match.items():
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                problems.append(f"clients[{i}].match.{header}: invalid regular expression ({exc})")
+        for j, model in enumerate(client.models):
+            if model not in names:
+                problems.append(f"clients[{i}].models[{j}]: unknown model '{model}'")
+    return problems
+
+
+STORE_SCHEMES = frozenset({"memory", "redis", "rediss", "unix", "redis+cluster", "rediss+cluster"})
+
+
+def _script_problems(script: Script, path: str) -> list[str]:
+    problems = []
+    if script.mode == "steps" and not script.steps:
+        problems.append(f"{path}.steps: a steps script needs at least one step")
+    for i, step in enumerate(script.steps):
+        if not (step.reasoning or step.text or step.calls or step.error):
+            problems.append(f"{path}.steps[{i}]: an empty step (give text, reasoning, calls or error)")
+        for j, call in enumerate(step.calls):
+            where = f"{path}.steps[{i}].calls[{j}]"
+            if (call.function is None) == (call.custom is None):
+                problems.append(f"{where}: give exactly one of 'function' or 'custom'")
+            elif call.custom is not None and call.arguments is not None:
+                problems.append(f"{where}.arguments: a custom call takes 'input', not 'arguments'")
+            elif call.function is not None and call.input is not None:
+                problems.append(f"{where}.input: a function call takes 'arguments', not 'input'")
+    return problems
+
+
+def load_config(path: str | Path) -> GatewayConfig:
+    path = Path(path)
+    try:
+        text = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(str(path), [f"cannot read the manifest: {exc.strerror or exc}"]) from None
+    return parse_config(text, source=str(path))
+

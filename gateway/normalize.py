@@ -1,0 +1,187 @@
+"""Raw request JSON → `ResponsesRequest`, and typed items/tools → wire JSON.
+
+Tagged decoding cannot infer a missing tag nor accept a tag it does not know, so
+this step rewrites the builtins first: string input becomes one user message,
+short-form messages get `type: "message"`, and unknown item/part/tool types are
+wrapped (never rejected). Validation errors carry the JSON path as `param`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from gateway.errors import InvalidRequest, param_from_validation
+from gateway.protocol import (
+    CONTENT_PART_TAGS,
+    HOSTED_TOOL_TYPES,
+    INPUT_ITEM_TAGS,
+    TOOL_TAGS,
+    HostedTool,
+    InputItem,
+    NamespaceTool,
+    ResponsesRequest,
+    Tool,
+    UnknownItem,
+    UnknownPart,
+    UnknownTool,
+)
+
+__all__ = ["decode_request", "item_to_wire", "items_from_wire", "tool_to_wire"]
+
+_JSON = msgspec.json.Decoder()
+_METADATA_MAX_PAIRS = 16
+_METADATA_MAX_KEY = 64
+_METADATA_MAX_VALUE = 512
+
+
+def decode_request(body: bytes) -> ResponsesRequest:
+    """Parse and validate a create-response body; raises `InvalidRequest` with `param`."""
+    try:
+        raw = _JSON.decode(body)
+    except msgspec.DecodeError as exc:
+        raise InvalidRequest(f"The request body is not valid JSON: {exc}.") from None
+    if not isinstance(raw, dict):
+        raise InvalidRequest("The request body must be a JSON object.")
+    if raw.get("input") is not None:
+        raw["input"] = _normalize_input(raw["input"])
+    if isinstance(raw.get("tools"), list):
+        raw["tools"] = [_normalize_tool(t, f"tools[{i}]") for i, t in enumerate(raw["tools"])]
+    elif raw.get("tools") is None:
+        raw.pop("tools", None)
+    for optional in ("input", "tool_choice", "parallel_tool_calls", "stream", "store", "background"):
+        if optional in raw and raw[optional] is None:
+            del raw[optional]  # JSON null means "default" for these
+    _check_metadata(raw.get("metadata"))
+    request = _convert(raw, ResponsesRequest)
+    if request.background and not request.store:
+        raise InvalidRequest("Background responses require `store` to be true.", param="background")
+    if request.previous_response_id is not None and request.conversation is not None:
+        raise InvalidRequest(
+            "`previous_response_id` cannot be combined with `conversation`.", param="conversation"
+        )
+    return request
+
+
+def items_from_wire(raw: list[Any], path: str = "input") -> list[InputItem]:
+    """Decode stored or client-sent wire items (the same normalization as requests)."""
+    return _convert(_normalize_input(raw, path), list[InputItem], prefix=path)
+
+
+def _convert(obj: Any, type_: Any, prefix: str = "") -> Any:
+    try:
+        return msgspec.convert(obj, type_)
+    except msgspec.ValidationError as exc:
+        param, text = param_from_validation(str(exc))
+        if prefix:
+            param = prefix + param if param and param.startswith("[") else prefix
+        raise InvalidRequest(f"Invalid value for '{param or 'body'}': {text}.", param=param) from None
+
+
+def _normalize_input(value: Any, path: str = "input") -> Any:
+    if isinstance(value, str):
+        return [{"type": "message", "role": "user", "content": value}]
+    if not isinstance(value, list):
+        return value  # msgspec reports the type error at `input`
+    return [_normalize_item(item, f"{path}[{i}]") for i, item in enumerate(value)]
+
+
+def _normalize_item(item: Any, path: str) -> Any:
+    if not isinstance(item, dict):
+        raise InvalidRequest(f"Invalid value for '{path}': expected an object.", param=path)
+    kind = item.get("type")
+    if kind is None:
+        if "role" not in item:
+            raise InvalidRequest(f"Missing required parameter: '{path}.type'.", param=f"{path}.type")
+        item = {**item, "type": "message"}
+        kind = "message"
+    if not isinstance(kind, str):
+        raise InvalidRequest(f"Invalid value for '{path}.type': expected a string.", param=f"{path}.type")
+    if kind not in INPUT_ITEM_TAGS:
+        data = {k: v for k, v in item.items() if k != "type"}
+        return {"type": UnknownItem.__struct_config__.tag, "item_type": kind, "data": data}
+    for field in ("content", "output"):
+        parts = item.get(field)
+        if isinstance(parts, list):
+            item = {**item, field: [_normalize_part(p, f"{path}.{field}[{j}]") for j, p in enumerate(parts)]}
+    return item
+
+
+def _normalize_part(part: Any, path: str) -> Any:
+    if not isinstance(part, dict):
+        raise InvalidRequest(f"Invalid value for '{path}': expected an object.", param=path)
+    kind = part.get("type")
+    if not isinstance(kind, str):
+        raise InvalidRequest(f"Missing required parameter: '{path}.type'.", param=f"{path}.type")
+    if kind in CONTENT_PART_TAGS:
+        return part
+    data = {k: v for k, v in part.items() if k != "type"}
+    return {"type": UnknownPart.__struct_config__.tag, "part_type": kind, "data": data}
+
+
+def _normalize_tool(tool: Any, path: str) -> Any:
+    if not isinstance(tool, dict):
+        raise InvalidRequest(f"Invalid value for '{path}': expected an object.", param=path)
+    kind = tool.get("type")
+    if not isinstance(kind, str):
+        raise InvalidRequest(f"Missing required parameter: '{path}.type'.", param=f"{path}.type")
+    options = {k: v for k, v in tool.items() if k != "type"}
+    if kind in HOSTED_TOOL_TYPES:
+        return {"type": HostedTool.__struct_config__.tag, "tool_type": kind, "options": options}
+    if kind not in TOOL_TAGS:
+        return {"type": UnknownTool.__struct_config__.tag, "tool_type": kind, "options": options}
+    if kind == "namespace" and isinstance(tool.get("tools"), list):
+        children = [_normalize_tool(t, f"{path}.tools[{i}]") for i, t in enumerate(tool["tools"])]
+        return {**tool, "tools": children}
+    return tool
+
+
+def _check_metadata(metadata: Any) -> None:
+    if not isinstance(metadata, dict):
+        return  # null is fine; other types are reported by msgspec at `metadata`
+    if len(metadata) > _METADATA_MAX_PAIRS:
+        raise InvalidRequest(
+            f"Invalid 'metadata': at most {_METADATA_MAX_PAIRS} key-value pairs are allowed.", param="metadata"
+        )
+    for key, value in metadata.items():
+        if not isinstance(value, str):
+            raise InvalidRequest(f"Invalid 'metadata.{key}': values must be strings.", param=f"metadata.{key}")
+        if len(key) > _METADATA_MAX_KEY:
+            raise InvalidRequest(
+                f"Invalid 'metadata': keys are at most {_METADATA_MAX_KEY} characters.", param=f"metadata.{key}"
+            )
+        if len(value) > _METADATA_MAX_VALUE:
+            raise InvalidRequest(
+                f"Invalid 'metadata': values are at most {_METADATA_MAX_VALUE} characters.",
+                param=f"metadata.{key}",
+            )
+
+
+# ------------------------------------------------------------- back to wire
+
+
+def tool_to_wire(tool: Tool) -> dict[str, Any]:
+    """The tool as the client sent it (undoing the wrapping above)."""
+    if isinstance(tool, (HostedTool, UnknownTool)):
+        return {"type": tool.tool_type, **tool.options}
+    if isinstance(tool, NamespaceTool):
+        wire = msgspec.to_builtins(tool)
+        wire["tools"] = [tool_to_wire(child) for child in tool.tools]
+        return wire
+    return msgspec.to_builtins(tool)
+
+
+def item_to_wire(item: Any) -> dict[str, Any]:
+    """An item (or part) as JSON builtins in the API's shape."""
+    if isinstance(item, UnknownItem):
+        return {"type": item.item_type, **item.data}
+    wire = msgspec.to_builtins(item)
+    for field in ("content", "output"):
+        parts = getattr(item, field, None)
+        if isinstance(parts, list):
+            wire[field] = [
+                {"type": p.part_type, **p.data} if isinstance(p, UnknownPart) else msgspec.to_builtins(p)
+                for p in parts
+            ]
+    return wire

@@ -1,0 +1,138 @@
+"""Drive one generation: adapter deltas → call mapping → assembler → batches of events.
+
+The adapter runs in its own task feeding a queue, so waiting for the next delta can
+time out without disturbing it: every `keepalive` seconds without an event a
+`response.in_progress` goes out (a long prefill must not trip Codex's idle timer).
+Leaving the iterator early (client gone) cancels the adapter task at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import structlog
+
+from gateway.adapters.base import Adapter, Delta, Finish, GenerationRequest, Progress
+from gateway.assemble import Assembler
+from gateway.errors import GatewayError
+from gateway.events import Event
+from gateway.policies.calls import CallMapper
+from gateway.protocol import Response
+
+__all__ = ["RunStats", "run_generation"]
+
+log = structlog.get_logger()
+
+_END = object()
+
+Finalizer = Callable[[Response], Awaitable[None]]
+
+
+class RunStats:
+    """What the canonical log line and metrics need to know about a run."""
+
+    __slots__ = ("started", "first_token", "finished", "status", "error", "input_tokens", "output_tokens",
+                 "cached_tokens")
+
+    def __init__(self) -> None:
+        self.started = time.perf_counter()
+        self.first_token: float | None = None
+        self.finished: float | None = None
+        self.status = "in_progress"
+        self.error: GatewayError | None = None
+        self.input_tokens = 0
+        self.output_tokens = 0
+        self.cached_tokens = 0
+
+    def ttft_ms(self) -> float | None:
+        return None if self.first_token is None else round((self.first_token - self.started) * 1000, 2)
+
+
+async def _pump(stream: AsyncIterator[Delta], queue: asyncio.Queue[object]) -> None:
+    try:
+        async with contextlib.aclosing(stream):  # type: ignore[type-var]
+            async for delta in stream:
+                queue.put_nowait(delta)
+        queue.put_nowait(_END)
+    except asyncio.CancelledError:
+        raise
+    except BaseException as exc:  # noqa: BLE001 - every failure becomes response.failed
+        queue.put_nowait(exc)
+
+
+async def run_generation(
+    adapter: Adapter,
+    generation: GenerationRequest,
+    assembler: Assembler,
+    mapper: CallMapper,
+    *,
+    keepalive: float,
+    stats: RunStats,
+    finalize: Finalizer | None = None,
+    queued: bool = False,
+) -> AsyncIterator[list[Event]]:
+    """Yield event batches until a terminal event; `finalize` runs before the terminal batch goes out."""
+    loop = asyncio.get_running_loop()
+    yield assembler.start(queued=queued)
+    queue: asyncio.Queue[object] = asyncio.Queue()
+    pump = asyncio.create_task(_pump(adapter.generate(generation), queue))
+    deadline = loop.time() + keepalive
+    try:
+        while not assembler.terminal:
+            if queue.empty():
+                try:
+                    async with asyncio.timeout(max(0.0, deadline - loop.time())):
+                        first = await queue.get()
+                except TimeoutError:
+                    batch = assembler.keepalive()
+                    deadline = loop.time() + keepalive
+                    yield batch
+                    continue
+            else:
+                first = queue.get_nowait()
+            batch = _consume(first, assembler, mapper, stats)
+            while not assembler.terminal and not queue.empty():
+                batch += _consume(queue.get_nowait(), assembler, mapper, stats)
+            if assembler.terminal:
+                stats.finished = time.perf_counter()
+                stats.status = assembler.response.status
+                if finalize is not None:
+                    await finalize(assembler.response)
+            if batch:
+                deadline = loop.time() + keepalive
+                yield batch
+    finally:
+        if not pump.done():
+            pump.cancel()
+        if not assembler.terminal:
+            assembler.cancel()
+            stats.status = "cancelled"
+            stats.finished = time.perf_counter()
+
+
+def _consume(item: object, assembler: Assembler, mapper: CallMapper, stats: RunStats) -> list[Event]:
+    if item is _END:
+        return _fail(assembler, stats, GatewayError("The model stream ended without finishing."))
+    if isinstance(item, GatewayError):
+        return _fail(assembler, stats, item)
+    if isinstance(item, BaseException):
+        log.error("adapter_crashed", exc_info=item)
+        return _fail(assembler, stats, GatewayError(f"The model adapter failed ({type(item).__name__})."))
+    events: list[Event] = []
+    for delta in mapper.map(item):  # type: ignore[arg-type]
+        if stats.first_token is None and not isinstance(delta, (Progress, Finish)):
+            stats.first_token = time.perf_counter()
+        if isinstance(delta, Finish):
+            stats.input_tokens = delta.usage.input_tokens
+            stats.output_tokens = delta.usage.output_tokens
+            stats.cached_tokens = delta.usage.cached_tokens
+        events += assembler.feed(delta)
+    return events
+
+
+def _fail(assembler: Assembler, stats: RunStats, error: GatewayError) -> list[Event]:
+    stats.error = error
+    return assembler.fail(error)

@@ -1,0 +1,124 @@
+"""One create-response request, start to finish: decode → model → policies → history →
+conversation → generation request. The result is handed to the runner (events) by the
+routes; nothing here touches HTTP."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from msgspec import Struct
+
+from gateway.adapters.base import Adapter, GenerationRequest
+from gateway.assemble import Assembler
+from gateway.config import GatewayConfig, ModelSpec
+from gateway.conversation import build_messages
+from gateway.errors import InvalidRequest, ModelUnavailable, PreviousResponseNotFound
+from gateway.ids import new_id, now
+from gateway.normalize import decode_request, tool_to_wire
+from gateway.policies import CallMapper, Plan, apply_policies, select_rules
+from gateway.protocol import InputItem, ItemReference, ReasoningConfig, Response, ResponsesRequest, TextConfig
+from gateway.routing import resolve_model
+
+__all__ = ["Prepared", "prepare_response", "response_skeleton"]
+
+
+class Prepared(Struct, kw_only=True):
+    request: ResponsesRequest
+    model: ModelSpec
+    adapter: Adapter
+    plan: Plan
+    generation: GenerationRequest
+    response: Response
+    history: list[InputItem]
+
+    def assembler(self) -> Assembler:
+        return Assembler(self.response)
+
+    def mapper(self) -> CallMapper:
+        return CallMapper(self.plan.tools, parallel_tool_calls=self.plan.parallel_tool_calls)
+
+
+def response_skeleton(request: ResponsesRequest, model: ModelSpec, response_id: str) -> Response:
+    """The response object as `response.created` shows it: echoes, no output yet."""
+    sampling = model.sampling
+    return Response(
+        id=response_id,
+        created_at=now(),
+        status="queued" if request.background else "in_progress",
+        background=request.background,
+        instructions=request.instructions,
+        max_output_tokens=request.max_output_tokens or sampling.max_output_tokens,
+        max_tool_calls=request.max_tool_calls,
+        model=model.name,
+        parallel_tool_calls=request.parallel_tool_calls,
+        previous_response_id=request.previous_response_id,
+        prompt_cache_key=request.prompt_cache_key,
+        reasoning=request.reasoning or ReasoningConfig(),
+        safety_identifier=request.safety_identifier,
+        store=request.store,
+        temperature=_first(request.temperature, sampling.temperature, 1.0),
+        text=request.text or TextConfig(verbosity="medium"),
+        tool_choice=request.tool_choice,
+        tools=[tool_to_wire(t) for t in request.tools],
+        top_logprobs=request.top_logprobs or 0,
+        top_p=_first(request.top_p, sampling.top_p, 1.0),
+        truncation=request.truncation or "disabled",
+        user=request.user,
+        metadata=request.metadata or {},
+    )
+
+
+def _first(*values: float | None) -> float | None:
+    return next((v for v in values if v is not None), None)
+
+
+def prepare_response(
+    config: GatewayConfig,
+    adapters: Mapping[str, Adapter],
+    body: bytes,
+    headers: Mapping[str, str],
+    history: list[InputItem] | None = None,
+    request: ResponsesRequest | None = None,
+) -> Prepared:
+    request = request or decode_request(body)
+    model = resolve_model(config, request.model)
+    adapter = adapters.get(model.name)
+    if adapter is None:
+        raise ModelUnavailable(f"The model '{model.name}' has no running adapter.")
+    if request.previous_response_id is not None and history is None:
+        raise PreviousResponseNotFound(request.previous_response_id)
+    history = history or []
+    for index, item in enumerate(request.input):
+        if isinstance(item, ItemReference):
+            raise InvalidRequest(f"Item with id '{item.id}' not found.", param=f"input[{index}].id")
+    rules = select_rules(config, model, headers)
+    plan = apply_policies(
+        request, [*history, *request.input], rules, adapter.capabilities, history_length=len(history)
+    )
+    messages = build_messages(
+        request.instructions, plan.items, system_notes=plan.notes, namer=plan.tools.visible_name
+    )
+    response = response_skeleton(request, model, new_id("resp"))
+    max_tokens = request.max_output_tokens or model.sampling.max_output_tokens
+    generation = GenerationRequest(
+        request_id=response.id,
+        messages=messages,
+        tools=plan.tools.specs,
+        tool_choice=plan.tool_choice,
+        parallel_tool_calls=plan.parallel_tool_calls,
+        max_tokens=min(max_tokens, model.context_length) if max_tokens else None,
+        temperature=_first(request.temperature, model.sampling.temperature),
+        top_p=_first(request.top_p, model.sampling.top_p),
+        reasoning_effort=request.reasoning.effort if request.reasoning else None,
+        prompt_cache_key=request.prompt_cache_key,
+        chat_template_kwargs=dict(model.chat_template_kwargs),
+    )
+    return Prepared(
+        request=request,
+        model=model,
+        adapter=adapter,
+        plan=plan,
+        generation=generation,
+        response=response,
+        history=history,
+    )

@@ -1,0 +1,124 @@
+from __future__ import annotations
+
+import pytest
+
+from gateway.config import ConfigError, ScriptedModel, load_config, parse_config
+from tests.conftest import ROOT
+
+
+def problems(text: str) -> list[str]:
+    with pytest.raises(ConfigError) as info:
+        parse_config(text)
+    return info.value.problems
+
+
+def test_shipped_manifest_is_valid_and_serves_an_offline_model() -> None:
+    config = load_config(ROOT / "gateway.yaml")
+    assert config.server.host == "127.0.0.1"
+    assert config.store.url == "memory://"
+    assert any(isinstance(m, ScriptedModel) for m in config.models)
+
+
+def test_empty_manifest_gets_defaults() -> None:
+    config = parse_config("")
+    assert config.server.port == 8080
+    assert config.server.host == "127.0.0.1"
+    assert config.store.url == "memory://"
+    assert config.models == []
+
+
+def test_config_is_frozen() -> None:
+    config = parse_config("server: {port: 9000}")
+    with pytest.raises(AttributeError):
+        config.server.port = 1  # type: ignore[misc]
+
+
+def test_every_structural_problem_is_reported_with_its_path() -> None:
+    found = problems(
+        """
+server: {port: "x", hots: 1}
+models:
+  - name: a
+    adapter: scripted
+    script: {steps: [{text: hi}]}
+  - name: b
+    adapter: nosuch
+  - adapter: scripted
+    nme: 3
+    script: {mode: x}
+"""
+    )
+    assert "server.hots: unknown key (known keys: host, port, max_body_bytes, keepalive_seconds)" in found
+    assert "server.port: Expected `int`, got `str`" in found
+    assert "models[1].adapter: expected 'scripted', got 'nosuch'" in found
+    assert any(p.startswith("models[2].nme: unknown key") for p in found)
+    assert "models[2].name: required" in found
+    assert "models[2].script.mode: Invalid enum value 'x'" in found
+    assert len(found) == 6
+
+
+def test_semantic_problems_are_reported_with_paths() -> None:
+    found = problems(
+        """
+store: {url: "mysql://x"}
+models:
+  - name: a
+    adapter: scripted
+    script: {steps: [{text: hi}]}
+  - name: b
+    aliases: [a]
+    adapter: scripted
+    policy: nope
+    script:
+      steps:
+        - calls: [{function: f, custom: g}]
+        - {}
+"""
+    )
+    assert found == [
+        "models[1].aliases[0]: 'a' is already used by models[0].name",
+        "models[1].policy: unknown policy 'nope' (known: default)",
+        "models[1].script.steps[0].calls[0]: give exactly one of 'function' or 'custom'",
+        "models[1].script.steps[1]: an empty step (give text, reasoning, calls or error)",
+        "store.url: unsupported URL 'mysql://x' (use one of: memory://, redis://, redis+cluster://, "
+        "rediss://, rediss+cluster://, unix://)",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("server: {port: 70000}", "server.port: Expected `int` <= 65535"),
+        ("server: {keepalive_seconds: 30}", "server.keepalive_seconds: Expected `float` <= 10.0"),
+        ("store: {ttl_seconds: 0}", "store.ttl_seconds: Expected `int` >= 1"),
+        ("models: {a: 1}", "models: Expected `array`, got `object`"),
+        ("models: [{name: 'bad name', adapter: scripted, script: {mode: echo}}]",
+         "models[0].name: Expected `str` matching regex '^[A-Za-z0-9][A-Za-z0-9._:/@+-]*$'"),
+        ("models: [{name: m, adapter: scripted, script: {steps: []}}]",
+         "models[0].script.steps: a steps script needs at least one step"),
+        ("policies: {default: {tools: {custom: expand}}}",
+         "policies.default.tools.custom: 'expand' does not apply to custom tools (use one of: drop, note, reject, wrap)"),
+        ("policies: {default: {tools: {function: explode}}}", "policies.default.tools.function: Invalid enum value 'explode'"),
+        ("clients: [{name: c, match: {user-agent: '('}, policy: nope}]",
+         "clients[0].policy: unknown policy 'nope'"),
+        ("- just\n- a list", "(top level): expected a mapping, got a list"),
+    ],
+)
+def test_single_problems(text: str, expected: str) -> None:
+    assert expected in problems(text)
+
+
+def test_yaml_syntax_error_names_line_and_column() -> None:
+    (found,) = problems("server: [\n")
+    assert found.startswith("line 2, column 1: invalid YAML: ")
+
+
+def test_invalid_client_regex_is_reported() -> None:
+    found = problems("policies: {p: {}}\nclients: [{name: c, match: {user-agent: '('}, policy: p}]")
+    assert found[0].startswith("clients[0].match.user-agent: invalid regular expression")
+
+
+def test_load_config_missing_file(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(ConfigError) as info:
+        load_config(tmp_path / "nope.yaml")
+    assert info.value.problems[0].startswith("cannot read the manifest")

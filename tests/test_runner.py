@@ -1,0 +1,131 @@
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+from gateway.adapters.base import Capabilities, Delta, Finish, GenerationRequest, Progress, TextDelta
+from gateway.assemble import Assembler
+from gateway.errors import GatewayError, ModelUnavailable
+from gateway.policies.calls import CallMapper
+from gateway.policies.tools import ToolPlan
+from gateway.protocol import Response
+from gateway.runner import RunStats, run_generation
+
+
+class FakeAdapter:
+    """Plays a list of (delay seconds, delta or exception); records whether it was cancelled."""
+
+    capabilities = Capabilities()
+
+    def __init__(self, script: list[tuple[float, Any]]) -> None:
+        self.script = script
+        self.cancelled = asyncio.Event()
+        self.finished = False
+
+    async def generate(self, request: GenerationRequest) -> AsyncIterator[Delta]:
+        try:
+            for delay, item in self.script:
+                if delay:
+                    await asyncio.sleep(delay)
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+            self.finished = True
+        except asyncio.CancelledError:
+            self.cancelled.set()
+            raise
+
+    async def start(self) -> None: ...
+    async def aclose(self) -> None: ...
+    def describe(self) -> dict[str, Any]:
+        return {}
+
+
+def start_run(adapter: FakeAdapter, keepalive: float = 5.0, finalize=None):  # type: ignore[no-untyped-def]
+    assembler = Assembler(Response(id="resp_1", created_at=0, status="in_progress", model="m"))
+    stats = RunStats()
+    batches = run_generation(
+        adapter, GenerationRequest(request_id="r", messages=[]), assembler, CallMapper(ToolPlan()),
+        keepalive=keepalive, stats=stats, finalize=finalize,
+    )
+    return batches, assembler, stats
+
+
+async def all_types(batches: AsyncIterator[list[Any]]) -> list[str]:
+    return [e.__struct_config__.tag async for batch in batches for e in batch]
+
+
+async def test_keepalive_events_while_the_model_is_silent() -> None:
+    adapter = FakeAdapter([(0.0, Progress(done=0, total=10)), (0.35, TextDelta(text="x")), (0.0, Finish())])
+    batches, _, stats = start_run(adapter, keepalive=0.1)
+    seen = await all_types(batches)
+    before_text = seen[: seen.index("response.output_item.added")]
+    assert before_text[:2] == ["response.created", "response.in_progress"]
+    assert before_text.count("response.in_progress") >= 3  # 0.35 s of silence at 0.1 s intervals
+    assert seen[-1] == "response.completed" and stats.status == "completed"
+    assert stats.ttft_ms is not None and stats.ttft_ms() >= 300
+
+
+async def test_leaving_early_cancels_the_adapter_promptly() -> None:
+    adapter = FakeAdapter([(0.0, TextDelta(text="a"))] + [(0.05, TextDelta(text="b"))] * 100 + [(0, Finish())])
+    batches, assembler, stats = start_run(adapter)
+    async for batch in batches:
+        if any(e.__struct_config__.tag == "response.output_text.delta" for e in batch):
+            break
+    await batches.aclose()
+    await asyncio.wait_for(adapter.cancelled.wait(), timeout=1)
+    assert not adapter.finished
+    assert assembler.response.status == "cancelled" and stats.status == "cancelled"
+
+
+async def test_adapter_error_becomes_response_failed_with_its_code() -> None:
+    adapter = FakeAdapter([(0, TextDelta(text="a")), (0, ModelUnavailable("worker died"))])
+    batches, assembler, stats = start_run(adapter)
+    seen = await all_types(batches)
+    assert seen[-1] == "response.failed"
+    assert assembler.response.error.code == "model_unavailable"
+    assert isinstance(stats.error, ModelUnavailable)
+
+
+async def test_unexpected_exception_is_contained() -> None:
+    adapter = FakeAdapter([(0, RuntimeError("segfault-ish"))])
+    batches, assembler, _ = start_run(adapter)
+    seen = await all_types(batches)
+    assert seen == ["response.created", "response.in_progress", "response.failed"]
+    assert assembler.response.error.code == "server_error"
+    assert "RuntimeError" in assembler.response.error.message
+
+
+async def test_stream_without_finish_fails() -> None:
+    adapter = FakeAdapter([(0, TextDelta(text="a"))])
+    batches, assembler, _ = start_run(adapter)
+    assert (await all_types(batches))[-1] == "response.failed"
+    assert "without finishing" in assembler.response.error.message
+
+
+async def test_finalize_runs_before_the_terminal_event_is_yielded() -> None:
+    order: list[str] = []
+
+    async def finalize(response: Response) -> None:
+        order.append(f"finalize:{response.status}")
+
+    adapter = FakeAdapter([(0, TextDelta(text="a")), (0, Finish())])
+    batches, _, _ = start_run(adapter, finalize=finalize)
+    async for batch in batches:
+        order += [e.__struct_config__.tag for e in batch if e.__struct_config__.tag.startswith("response.completed")]
+    assert order == ["finalize:completed", "response.completed"]
+
+
+async def test_ready_deltas_leave_in_one_batch() -> None:
+    adapter = FakeAdapter([(0.05, TextDelta(text="a"))] + [(0, TextDelta(text="b"))] * 20 + [(0, Finish())])
+    batches, _, _ = start_run(adapter)
+    sizes = [len(batch) async for batch in batches]
+    assert len(sizes) < 10  # 20+ deltas, few writes
+
+
+async def test_error_is_a_gateway_error_subclass_for_the_non_stream_path() -> None:
+    adapter = FakeAdapter([(0, GatewayError("x", code="context_length_exceeded"))])
+    batches, _, stats = start_run(adapter)
+    await all_types(batches)
+    assert stats.error is not None and stats.error.code == "context_length_exceeded"
