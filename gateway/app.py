@@ -13,7 +13,6 @@ from litestar import Response as HttpResponse
 from litestar.exceptions import HTTPException, MethodNotAllowedException, NotFoundException
 from litestar.types import Receive, Scope, Send
 
-from gateway.adapters import build_adapter
 from gateway.config import GatewayConfig
 from gateway.errors import GatewayError, MethodNotAllowed, NotFound, PayloadTooLarge, envelope
 from gateway.ids import new_id
@@ -85,7 +84,7 @@ def create_app(config: GatewayConfig) -> GatewayApp:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        runtime = Runtime(config=config, adapters={m.name: build_adapter(m) for m in config.models})
+        runtime = Runtime(config)
         await runtime.start()
         app.state.runtime = runtime
         try:

@@ -54,6 +54,7 @@ from gateway.protocol import (
     ReasoningText,
     Response,
     ResponseError,
+    Status,
     SummaryText,
     Usage,
 )
@@ -300,7 +301,14 @@ class Assembler:
             id=item.item_id, call_id=item.call_id, name=item.name, input=text, status=status, namespace=namespace
         )
 
-    def _end(self, status, *, usage=None, error=None, incomplete=None) -> None:  # type: ignore[no-untyped-def]
+    def _end(
+        self,
+        status: Status,
+        *,
+        usage: Usage | None = None,
+        error: ResponseError | None = None,
+        incomplete: IncompleteDetails | None = None,
+    ) -> None:
         self.terminal = True
         self.response = msgspec.structs.replace(
             self.response,

@@ -15,7 +15,7 @@ from gateway.errors import NotFound
 from gateway.events import Event
 from gateway.log import RequestRecord
 from gateway.runner import RunStats, run_generation
-from gateway.runtime import Runtime
+from gateway.runtime import Lease, Runtime
 from gateway.service import Prepared, prepare_response
 from gateway.sse import SSE_HEADERS, sse_stream
 
@@ -42,12 +42,13 @@ def _header_value(items: list[str]) -> str:
 
 
 async def _recorded(
-    batches: AsyncIterator[list[Event]], stats: RunStats, record: RequestRecord
+    batches: AsyncIterator[list[Event]], stats: RunStats, record: RequestRecord, lease: Lease
 ) -> AsyncIterator[list[Event]]:
     try:
         async for batch in batches:
             yield batch
     finally:
+        lease.release()
         record.fields.update(
             response_status=stats.status,
             ttft_ms=stats.ttft_ms(),
@@ -62,9 +63,10 @@ async def _recorded(
 @post("/v1/responses", status_code=200)
 async def create_response(request: Request[Any, Any, Any]) -> HttpResponse[Any]:
     runtime = _runtime(request)
+    snapshot = runtime.snapshot  # this request keeps it to the end, whatever a reload does
     record = _record(request)
     body = await request.body()
-    prepared: Prepared = prepare_response(runtime.config, runtime.adapters, body, request.headers)
+    prepared: Prepared = prepare_response(snapshot.config, snapshot.adapters, body, request.headers)
     record.fields.update(model=prepared.model.name, response_id=prepared.response.id)
     headers: dict[str, str] = {}
     if prepared.plan.degradations:
@@ -78,11 +80,12 @@ async def create_response(request: Request[Any, Any, Any]) -> HttpResponse[Any]:
             prepared.generation,
             assembler,
             prepared.mapper(),
-            keepalive=runtime.config.server.keepalive_seconds,
+            keepalive=snapshot.config.server.keepalive_seconds,
             stats=stats,
         ),
         stats,
         record,
+        runtime.lease(prepared.adapter),
     )
     if prepared.request.stream:
         return Stream(sse_stream(batches), media_type="text/event-stream", headers={**SSE_HEADERS, **headers})
