@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import re
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -17,6 +18,8 @@ from gateway.config import GatewayConfig
 from gateway.errors import GatewayError, MethodNotAllowed, NotFound, PayloadTooLarge, envelope
 from gateway.ids import new_id
 from gateway.log import RequestRecord
+from gateway.admin import ADMIN_ROUTES
+from gateway.reload import Reloader
 from gateway.routes import ROUTES
 from gateway.runtime import Runtime
 
@@ -79,21 +82,30 @@ class GatewayApp(Litestar):
             log.info("request", **record.line())
 
 
-def create_app(config: GatewayConfig) -> GatewayApp:
-    """Build the application for a validated manifest. Nothing starts until the lifespan runs."""
+def create_app(config: GatewayConfig, *, manifest_path: str | Path | None = None) -> GatewayApp:
+    """Build the application for a validated manifest. Nothing starts until the lifespan runs.
+
+    With `manifest_path`, the manifest is watched and reloaded on change, SIGHUP or POST /admin/reload.
+    """
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         runtime = Runtime(config)
         await runtime.start()
         app.state.runtime = runtime
+        reloader = Reloader(runtime, manifest_path) if manifest_path is not None else None
+        app.state.reloader = reloader
+        if reloader is not None:
+            reloader.start()
         try:
             yield
         finally:
+            if reloader is not None:
+                await reloader.stop()
             await runtime.aclose()
 
     return GatewayApp(
-        route_handlers=ROUTES,
+        route_handlers=[*ROUTES, *ADMIN_ROUTES],
         lifespan=[lifespan],
         exception_handlers={Exception: handle_exception},
         request_max_body_size=config.server.max_body_bytes,

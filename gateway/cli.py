@@ -86,7 +86,7 @@ def _run(config: GatewayConfig, args: argparse.Namespace) -> int:
     config = msgspec.structs.replace(config, server=server)
     configure_logging(args.log_format, args.log_level)
     uvicorn_config = uvicorn.Config(
-        create_app(config),
+        create_app(config, manifest_path=args.config),
         host=server.host,
         port=server.port,
         log_config=None,

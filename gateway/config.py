@@ -13,6 +13,7 @@ from msgspec import UNSET, Meta, Struct, UnsetType
 from gateway.validation import problems_for
 
 __all__ = [
+    "AuthConfig",
     "ClientProfile",
     "ConfigError",
     "ItemRulesConfig",
@@ -46,6 +47,7 @@ class ServerConfig(Base):
     port: Port = 8080
     max_body_bytes: Positive = 32 * 1024 * 1024
     keepalive_seconds: Annotated[float, Meta(gt=0, le=10)] = 5.0
+    watch_manifest: bool = True
 
 
 class StoreConfig(Base):
@@ -146,8 +148,15 @@ class ClientProfile(Base):
     models: list[str] = []
 
 
+class AuthConfig(Base):
+    """Secrets are never written in the manifest: it names the environment variables holding them."""
+
+    admin_key_env: Annotated[str, Meta(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")] | None = None
+
+
 class GatewayConfig(Base):
     server: ServerConfig = ServerConfig()
+    auth: AuthConfig = AuthConfig()
     store: StoreConfig = StoreConfig()
     models: list[ModelSpec] = []
     policies: dict[str, PolicyConfig] = {}

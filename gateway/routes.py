@@ -119,7 +119,11 @@ def _model_object(name: str, created: int) -> dict[str, Any]:
 
 @get("/health")
 async def health(request: Request[Any, Any, Any]) -> HttpResponse[bytes]:
-    return _json(_runtime(request).health())
+    state = _runtime(request).health()
+    reloader = getattr(request.app.state, "reloader", None)
+    if reloader is not None:
+        state["manifest"] = reloader.describe()
+    return _json(state)
 
 
 ROUTES = [create_response, list_models, get_model, health]

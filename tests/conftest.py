@@ -56,10 +56,11 @@ def client(config: GatewayConfig) -> Iterator[TestClient]:
 
 
 @contextmanager
-def serve(config: GatewayConfig) -> Iterator[str]:
+def serve(config: GatewayConfig, manifest_path: str | Path | None = None) -> Iterator[str]:
     """Run the gateway with uvicorn on 127.0.0.1 (ephemeral port); yields the base URL."""
+    app = create_app(config, manifest_path=manifest_path)
     server = uvicorn.Server(
-        uvicorn.Config(create_app(config), host="127.0.0.1", port=0, log_config=None, access_log=False, lifespan="on")
+        uvicorn.Config(app, host="127.0.0.1", port=0, log_config=None, access_log=False, lifespan="on")
     )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

@@ -48,7 +48,7 @@ models:
     script: {mode: x}
 """
     )
-    assert "server.hots: unknown key (known keys: host, port, max_body_bytes, keepalive_seconds)" in found
+    assert "server.hots: unknown key (known keys: host, port, max_body_bytes, keepalive_seconds, watch_manifest)" in found
     assert "server.port: Expected `int`, got `str`" in found
     assert "models[1].adapter: expected 'scripted', got 'nosuch'" in found
     assert any(p.startswith("models[2].nme: unknown key") for p in found)

@@ -1,0 +1,35 @@
+"""Admin routes (guarded by the admin key)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from litestar import Request, post
+from litestar import Response as HttpResponse
+
+from gateway.auth import require_admin
+from gateway.errors import InvalidRequest
+from gateway.reload import ReloadFailed, Reloader
+
+__all__ = ["ADMIN_ROUTES"]
+
+
+@post("/admin/reload", status_code=200)
+async def reload_manifest(request: Request[Any, Any, Any]) -> HttpResponse[bytes]:
+    runtime = request.app.state.runtime
+    require_admin(runtime.config, request.headers)
+    reloader: Reloader | None = getattr(request.app.state, "reloader", None)
+    if reloader is None:
+        raise InvalidRequest("This gateway was started without a manifest file, so there is nothing to reload.")
+    try:
+        result = await reloader.reload("admin")
+    except ReloadFailed as exc:
+        raise InvalidRequest(
+            "The manifest is invalid; the running one keeps serving: " + "; ".join(exc.problems),
+            code="invalid_manifest",
+        ) from None
+    return HttpResponse(msgspec.json.encode(result), media_type="application/json")
+
+
+ADMIN_ROUTES = [reload_manifest]

@@ -1,0 +1,227 @@
+"""Hot reload: atomic swaps, rejected manifests, draining, and the 50-rewrite stress loop."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from gateway.adapters.base import Capabilities
+from gateway.config import parse_config
+from gateway.reload import ReloadFailed, Reloader, restart_only_changes
+from gateway.runtime import Runtime
+from tests.conftest import make_config, serve
+
+BASE = """
+server: {{port: 8080}}
+auth: {{admin_key_env: TEST_ADMIN_KEY}}
+models:
+  - {{name: a, adapter: scripted, script: {{steps: [{{text: "from a {tag}"}}]}}}}
+  - {{name: b, adapter: scripted, script: {{steps: [{{text: "from b"}}]}}}}
+policies:
+  default:
+    tools: {{hosted: {hosted}}}
+"""
+
+
+def manifest(tag: str = "v1", hosted: str = "note") -> str:
+    return BASE.format(tag=tag, hosted=hosted)
+
+
+class RecordingAdapter:
+    """Stands in for a model backend so the test can see which adapters were closed."""
+
+    capabilities = Capabilities()
+
+    def __init__(self, spec: Any) -> None:
+        self.spec = spec
+        self.closed = False
+
+    async def start(self) -> None: ...
+    async def aclose(self) -> None:
+        self.closed = True
+
+    def generate(self, request: Any) -> Any:
+        raise NotImplementedError
+
+    def describe(self) -> dict[str, Any]:
+        return {}
+
+
+def test_restart_only_settings_keep_their_running_values() -> None:
+    running = parse_config(manifest())
+    new = parse_config(manifest().replace("port: 8080", "port: 9090") + "store: {ttl_seconds: 5}\n")
+    applied, changed = restart_only_changes(running, new)
+    assert changed == ["server.port", "store"]
+    assert applied.server.port == 8080 and applied.store == running.store
+    assert applied.models == new.models
+
+
+async def test_apply_keeps_unchanged_adapters_and_drains_replaced_ones() -> None:
+    runtime = Runtime(parse_config(manifest()), adapter_factory=RecordingAdapter)
+    old = dict(runtime.snapshot.adapters)
+    lease = runtime.lease(old["a"])  # a request still streaming from model a
+    changed = manifest(tag="v2").replace("  - {name: b, adapter: scripted, script: {steps: [{text: \"from b\"}]}}\n", "")
+    result = await runtime.apply(parse_config(changed))
+    assert (result.kept, result.started, sorted(result.retired)) == ([], ["a"], ["a", "b"])
+    assert runtime.snapshot.version == 2 and set(runtime.snapshot.adapters) == {"a"}
+    await asyncio.sleep(0)
+    assert old["b"].closed  # nothing in flight: closed at once
+    assert not old["a"].closed  # still leased
+    lease.release()
+    await asyncio.sleep(0.01)
+    assert old["a"].closed
+    again = await runtime.apply(parse_config(changed))
+    assert again.kept == ["a"] and runtime.snapshot.adapters["a"] is not old["a"]
+
+
+async def test_drain_deadline_closes_stragglers() -> None:
+    runtime = Runtime(parse_config(manifest()), adapter_factory=RecordingAdapter, drain_seconds=0.05)
+    old_a = runtime.snapshot.adapters["a"]
+    runtime.lease(old_a)  # never released
+    await runtime.apply(parse_config(manifest(tag="v2")))
+    await asyncio.sleep(0.1)
+    assert old_a.closed
+
+
+async def test_invalid_manifest_is_rejected_and_the_running_one_stays(tmp_path: Path) -> None:
+    path = tmp_path / "gateway.yaml"
+    path.write_text(manifest())
+    runtime = Runtime(parse_config(manifest()), adapter_factory=RecordingAdapter)
+    reloader = Reloader(runtime, path)
+    path.write_text(manifest() + "bogus: 1\n")
+    with pytest.raises(ReloadFailed) as info:
+        await reloader.reload("test")
+    assert info.value.problems == ["bogus: unknown key (known keys: server, auth, store, models, policies, clients)"]
+    assert reloader.describe()["last_error"] == info.value.problems
+    assert runtime.snapshot.version == 1
+    path.write_text(manifest(tag="v2"))
+    result = await reloader.reload("test")
+    assert result["version"] == 2 and reloader.describe()["last_error"] is None
+
+
+def test_admin_reload_needs_the_admin_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "gateway.yaml"
+    path.write_text(manifest().replace("server: {port: 8080}", "server: {watch_manifest: false}"))
+    with serve(make_config(path.read_text()), manifest_path=path) as base, httpx.Client(base_url=base) as http:
+        assert http.post("/admin/reload").json()["error"]["code"] == "admin_disabled"
+        monkeypatch.setenv("TEST_ADMIN_KEY", "s3cret")
+        assert http.post("/admin/reload").status_code == 401
+        assert http.post("/admin/reload", headers={"authorization": "Bearer wrong"}).status_code == 401
+        path.write_text(path.read_text().replace("from a v1", "from a v2"))
+        ok = http.post("/admin/reload", headers={"authorization": "Bearer s3cret"})
+        assert ok.status_code == 200 and ok.json()["version"] == 2 and ok.json()["started"] == ["a"]
+        assert http.post("/v1/responses", json={"model": "a", "input": "x"}).json()["output"][0]["content"][0]["text"] == "from a v2"
+        path.write_text("models: [{name: a}]\n")
+        bad = http.post("/admin/reload", headers={"authorization": "Bearer s3cret"})
+        assert bad.status_code == 400 and bad.json()["error"]["code"] == "invalid_manifest"
+        assert "models[0].adapter: required" in bad.json()["error"]["message"]
+        assert http.get("/health").json()["manifest"]["last_error"] == ["models[0].adapter: required"]
+        assert http.post("/v1/responses", json={"model": "b", "input": "x"}).status_code == 200
+
+
+def test_fifty_rewrites_under_load_lose_no_request(tmp_path: Path) -> None:
+    """A client loop runs while the manifest is rewritten 50 times, valid and invalid in turn."""
+    path = tmp_path / "gateway.yaml"
+    path.write_text(manifest(hosted="note"))
+    body = {"model": "a", "input": "x", "tools": [{"type": "web_search"}]}
+    failures: list[str] = []
+    statuses: list[int] = []
+    stop = threading.Event()
+
+    with serve(make_config(path.read_text()), manifest_path=path) as base:
+        def client_loop() -> None:
+            with httpx.Client(base_url=base, timeout=10) as http:
+                while not stop.is_set():
+                    try:
+                        response = http.post("/v1/responses", json=body)
+                    except httpx.HTTPError as exc:
+                        failures.append(repr(exc))
+                        continue
+                    statuses.append(response.status_code)
+                    if response.status_code not in (200, 400):
+                        failures.append(f"{response.status_code}: {response.text[:200]}")
+
+        threads = [threading.Thread(target=client_loop) for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        effect_delays = []
+        try:
+            with httpx.Client(base_url=base, timeout=10) as http:
+                hosted = "note"
+                for i in range(50):
+                    if i % 2 == 0:
+                        hosted = "reject" if hosted == "note" else "note"
+                        write_atomically(path, manifest(hosted=hosted))
+                        expected = 400 if hosted == "reject" else 200
+                        began = time.monotonic()
+                        while http.post("/v1/responses", json=body).status_code != expected:
+                            assert time.monotonic() - began < 2.0, f"change {i} did not take effect within 2 s"
+                            time.sleep(0.01)
+                        effect_delays.append(time.monotonic() - began)
+                    else:
+                        write_atomically(path, manifest(hosted=hosted) + f"models: nope-{i}\n")
+                        began = time.monotonic()
+                        while not http.get("/health").json()["manifest"]["last_error"]:
+                            assert time.monotonic() - began < 2.0, f"invalid write {i} was not noticed"
+                            time.sleep(0.01)
+                        expected = 400 if hosted == "reject" else 200
+                        assert http.post("/v1/responses", json=body).status_code == expected
+        finally:
+            stop.set()
+            for thread in threads:
+                thread.join(timeout=10)
+    assert failures == []
+    assert len(statuses) > 50 and {200, 400} <= set(statuses)
+    assert max(effect_delays) < 2.0
+
+
+def write_atomically(path: Path, text: str) -> None:
+    temporary = path.with_suffix(".tmp")
+    temporary.write_text(text)
+    os.replace(temporary, path)
+
+
+def test_sighup_reloads_a_running_gateway(tmp_path: Path) -> None:
+    import socket
+
+    path = tmp_path / "gateway.yaml"
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    path.write_text(manifest().replace("server: {port: 8080}", f"server: {{port: {port}, watch_manifest: false}}"))
+    process = subprocess.Popen([sys.executable, "-m", "gateway", "run", "--config", str(path), "--log-format", "json"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                httpx.get(f"{base}/health", timeout=1)
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline and process.poll() is None
+                time.sleep(0.1)
+        path.write_text(path.read_text().replace("from a v1", "from a sighup"))
+        time.sleep(0.3)  # watching is off: nothing changes until the signal
+        assert httpx.get(f"{base}/health").json()["manifest"]["version"] == 1
+        process.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 5
+        while httpx.get(f"{base}/health").json()["manifest"]["version"] != 2:
+            assert time.monotonic() < deadline, "SIGHUP did not reload"
+            time.sleep(0.05)
+        answer = httpx.post(f"{base}/v1/responses", json={"model": "a", "input": "x"}).json()
+        assert answer["output"][0]["content"][0]["text"] == "from a sighup"
+    finally:
+        process.terminate()
+        _, err = process.communicate(timeout=30)
+    assert '"reason":"sighup"' in err
