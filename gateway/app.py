@@ -15,13 +15,26 @@ from litestar.exceptions import HTTPException, MethodNotAllowedException, NotFou
 from litestar.types import Receive, Scope, Send
 
 from gateway.config import GatewayConfig
-from gateway.errors import GatewayError, MethodNotAllowed, NotFound, PayloadTooLarge, envelope
+from gateway.auth import authenticate
+from gateway.errors import (
+    GatewayError,
+    MethodNotAllowed,
+    NotFound,
+    PayloadTooLarge,
+    ServiceUnavailable,
+    envelope,
+)
+from gateway.metrics import Metrics
+from gateway.ops_routes import OPS_ROUTES
+from gateway.status import RecentRequests
 from gateway.ids import new_id
 from gateway.log import RequestRecord
 from gateway.admin import ADMIN_ROUTES
+from gateway.chat import CHAT_ROUTES
 from gateway.reload import Reloader
 from gateway.routes import ROUTES
 from gateway.runtime import Runtime
+from gateway.stateful import Stateful
 
 __all__ = ["GatewayApp", "create_app"]
 
@@ -77,9 +90,53 @@ class GatewayApp(Litestar):
             await send(message)
 
         try:
-            await super().__call__(scope, receive, send_with_id)
+            refusal = self._gate(scope)
+            if refusal is None:
+                await super().__call__(scope, receive, send_with_id)
+            else:
+                record.fields["error_code"] = refusal.code
+                await _send_error(refusal, send_with_id)
         finally:
-            log.info("request", **record.line())
+            line = record.line()
+            log.info("request", **line)
+            self._observe(scope, record, line)
+
+    def _gate(self, scope: Scope) -> GatewayError | None:
+        """Refusals that apply before any route runs: shutting down, and API keys on /v1/."""
+        runtime = getattr(self.state, "runtime", None)
+        if runtime is None or not scope["path"].startswith("/v1/"):
+            return None
+        if runtime.draining:
+            return ServiceUnavailable("The gateway is shutting down; retry on another instance.",
+                                      code="server_shutting_down")
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        try:
+            key = authenticate(runtime.config, headers)
+        except GatewayError as exc:
+            return exc
+        if key is not None:
+            scope["state"]["api_key"] = key  # type: ignore[typeddict-unknown-key]
+            record = scope["state"]["record"]  # type: ignore[typeddict-item]
+            record.fields["key"] = key.name
+        return None
+
+    def _observe(self, scope: Scope, record: RequestRecord, line: dict[str, Any]) -> None:
+        metrics = getattr(self.state, "metrics", None)
+        if metrics is None:
+            return
+        endpoint = scope.get("path_template") or "unmatched"  # raw paths would explode label cardinality
+        metrics.observe(endpoint, record.status, record.fields, line["duration_ms"] / 1000)
+        if scope["path"].startswith(("/v1/", "/admin/")):
+            self.state.recent.add(line)
+
+
+async def _send_error(error: GatewayError, send: Send) -> None:
+    body = envelope(error)
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    if error.status in (429, 503):
+        headers.append((b"retry-after", b"1"))
+    await send({"type": "http.response.start", "status": error.status, "headers": headers})
+    await send({"type": "http.response.body", "body": body, "more_body": False})
 
 
 def create_app(config: GatewayConfig, *, manifest_path: str | Path | None = None) -> GatewayApp:
@@ -93,6 +150,9 @@ def create_app(config: GatewayConfig, *, manifest_path: str | Path | None = None
         runtime = Runtime(config)
         await runtime.start()
         app.state.runtime = runtime
+        app.state.metrics = Metrics()
+        app.state.recent = RecentRequests()
+        app.state.stateful = Stateful(config.store)  # connects lazily: a Redis that is down does not stop start-up
         reloader = Reloader(runtime, manifest_path) if manifest_path is not None else None
         app.state.reloader = reloader
         if reloader is not None:
@@ -102,10 +162,11 @@ def create_app(config: GatewayConfig, *, manifest_path: str | Path | None = None
         finally:
             if reloader is not None:
                 await reloader.stop()
+            await app.state.stateful.aclose()  # background runs end (and are stored) before their adapters close
             await runtime.aclose()
 
     return GatewayApp(
-        route_handlers=[*ROUTES, *ADMIN_ROUTES],
+        route_handlers=[*ROUTES, *CHAT_ROUTES, *ADMIN_ROUTES, *OPS_ROUTES],
         lifespan=[lifespan],
         exception_handlers={Exception: handle_exception},
         request_max_body_size=config.server.max_body_bytes,

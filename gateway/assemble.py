@@ -7,6 +7,7 @@ cannot disagree. Pure: no I/O, no clock other than `completed_at`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Literal
 
 import msgspec
@@ -88,8 +89,9 @@ def usage_from(tokens: TokenUsage) -> Usage:
 class Assembler:
     """State machine from deltas to events. Every method returns the events to send, in order."""
 
-    def __init__(self, response: Response) -> None:
+    def __init__(self, response: Response, *, new_item_id: Callable[[str], str] = new_id) -> None:
         self.response = response
+        self._new_item_id = new_item_id
         self.output: list[OutputItem] = []
         self._open: _Open | None = None
         self._seq = 0
@@ -226,7 +228,7 @@ class Assembler:
         return [delta]
 
     def _open_item(self, kind: ItemKind, *, name: str = "", call_id: str = "") -> list[Event]:
-        item = _Open(kind=kind, item_id=new_id(_PREFIX[kind]), index=len(self.output), parts=[], name=name, call_id=call_id)
+        item = _Open(kind=kind, item_id=self._new_item_id(_PREFIX[kind]), index=len(self.output), parts=[], name=name, call_id=call_id)
         self._open = item
         events: list[Event] = [
             OutputItemAdded(sequence_number=self._next(), output_index=item.index, item=self._item(item, "in_progress"))

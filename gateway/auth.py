@@ -1,28 +1,68 @@
-"""Keys: read from the environment (never from the manifest), compared in constant time."""
+"""Keys: read from the environment (never from the manifest), compared in constant time.
+
+With no `auth.keys` in the manifest the API is open (fine on loopback, which is the
+default bind); with keys, every API request needs one, and a key can be limited to
+some models. Admin endpoints always need the admin key.
+"""
 
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import os
 from collections.abc import Mapping
 
-from gateway.config import GatewayConfig
+from gateway.config import ApiKey, GatewayConfig, ModelSpec
 from gateway.errors import AuthenticationFailed, PermissionDenied
 
-__all__ = ["bearer_token", "require_admin"]
+__all__ = [
+    "authenticate",
+    "authorize_model",
+    "bearer_token",
+    "is_loopback",
+    "public_bind_problem",
+    "require_admin",
+    "unset_key_variables",
+]
 
 
 def _secret(name: str | None, environ: Mapping[str, str]) -> str | None:
     if not name:
         return None
-    value = environ.get(name, "")
-    return value or None
+    return environ.get(name, "") or None
 
 
 def bearer_token(headers: Mapping[str, str]) -> str | None:
     value = headers.get("authorization", "")
     scheme, _, token = value.partition(" ")
-    return token.strip() or None if scheme.lower() == "bearer" else None
+    return (token.strip() or None) if scheme.lower() == "bearer" else None
+
+
+def _matches(token: str, secret: str | None) -> bool:
+    return secret is not None and hmac.compare_digest(token.encode(), secret.encode())
+
+
+def authenticate(config: GatewayConfig, headers: Mapping[str, str], environ: Mapping[str, str] = os.environ) -> ApiKey | None:
+    """The API key a request presents; None when the manifest configures no keys (open API)."""
+    if not config.auth.keys:
+        return None
+    token = bearer_token(headers)
+    if token is None:
+        raise AuthenticationFailed("An API key is required (Authorization: Bearer <key>).")
+    found = None
+    for key in config.auth.keys:  # compare against every key: the time taken does not say which one matched
+        if _matches(token, _secret(key.env, environ)):
+            found = key
+    if found is None:
+        raise AuthenticationFailed("The API key is not valid.")
+    return found
+
+
+def authorize_model(key: ApiKey | None, model: ModelSpec) -> None:
+    if key is None or not key.models or {model.name, *model.aliases} & set(key.models):
+        return
+    raise PermissionDenied(f"The API key '{key.name}' may not use the model '{model.name}'.", param="model",
+                           code="model_not_allowed")
 
 
 def require_admin(config: GatewayConfig, headers: Mapping[str, str], environ: Mapping[str, str] = os.environ) -> None:
@@ -35,5 +75,31 @@ def require_admin(config: GatewayConfig, headers: Mapping[str, str], environ: Ma
     token = bearer_token(headers)
     if token is None:
         raise AuthenticationFailed("An admin key is required (Authorization: Bearer <key>).")
-    if not hmac.compare_digest(token.encode(), expected.encode()):
+    if not _matches(token, expected):
         raise AuthenticationFailed("The admin key is not valid.")
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def unset_key_variables(config: GatewayConfig, environ: Mapping[str, str] = os.environ) -> list[str]:
+    return [key.env for key in config.auth.keys if _secret(key.env, environ) is None]
+
+
+def public_bind_problem(config: GatewayConfig, host: str, environ: Mapping[str, str] = os.environ) -> str | None:
+    """Why listening on `host` would expose an open API, or None if it is fine."""
+    if is_loopback(host) or config.server.allow_public_without_keys:
+        return None
+    usable = [key for key in config.auth.keys if _secret(key.env, environ) is not None]
+    if usable:
+        return None
+    return (
+        f"refusing to listen on {host}: that address is reachable from other machines and no API key is configured "
+        "(add auth.keys with their environment variables set, or set server.allow_public_without_keys: true)"
+    )

@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from gateway.config import ConfigError, GatewayConfig, load_config
 
@@ -34,6 +35,15 @@ def _parser() -> argparse.ArgumentParser:
 
     models = commands.add_parser("models", help="list the models a manifest serves")
     models.add_argument("--config", default=_default_config())
+
+    clients = commands.add_parser("clients", help="print client configuration for the served models")
+    clients.add_argument("client", choices=["codex", "opencode"])
+    clients.add_argument("--config", default=_default_config())
+    clients.add_argument("--base-url", help="the gateway's URL as clients reach it (default: from server.host/port)")
+    clients.add_argument("--catalog", help="codex: where to write the model catalog "
+                         "(default: $CODEX_HOME/mlx-gateway-models.json, CODEX_HOME defaulting to ~/.codex)")
+    clients.add_argument("--chat", action="store_true",
+                         help="opencode: use @ai-sdk/openai-compatible (/v1/chat/completions) instead of /v1/responses")
     return parser
 
 
@@ -71,11 +81,31 @@ def _models(config: GatewayConfig) -> int:
     return 0
 
 
+def _clients(config: GatewayConfig, args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from gateway.clients import base_url, codex_catalog, codex_config_toml, opencode_config
+
+    url = args.base_url or base_url(config)
+    if args.client == "opencode":
+        print(json.dumps(opencode_config(config, url, chat=args.chat), indent=2))
+        return 0
+    codex_home = Path(os.environ.get("CODEX_HOME") or Path.home() / ".codex")
+    catalog = Path(args.catalog) if args.catalog else codex_home / "mlx-gateway-models.json"
+    catalog.parent.mkdir(parents=True, exist_ok=True)
+    catalog.write_text(json.dumps(codex_catalog(config), indent=2) + "\n")
+    print(f"# wrote the model catalog to {catalog}", file=sys.stderr)
+    print(codex_config_toml(config, url, str(catalog.resolve())), end="")
+    return 0
+
+
 def _run(config: GatewayConfig, args: argparse.Namespace) -> int:
     import msgspec
     import uvicorn
 
     from gateway.app import create_app
+    from gateway.auth import public_bind_problem, unset_key_variables
     from gateway.log import configure_logging
 
     server = msgspec.structs.replace(
@@ -84,17 +114,35 @@ def _run(config: GatewayConfig, args: argparse.Namespace) -> int:
         port=args.port if args.port is not None else config.server.port,
     )
     config = msgspec.structs.replace(config, server=server)
+    problem = public_bind_problem(config, server.host)
+    if problem is not None:
+        print(f"gateway: {problem}", file=sys.stderr)
+        return 1
     configure_logging(args.log_format, args.log_level)
+    for name in unset_key_variables(config):
+        print(f"gateway: warning: ${name} is not set; its API key cannot be used", file=sys.stderr)
+    app = create_app(config, manifest_path=args.config)
+
+    class GatewayServer(uvicorn.Server):
+        """On SIGTERM/SIGINT: refuse new work, give streams the grace period, then end them with response.failed."""
+
+        async def shutdown(self, sockets: list[Any] | None = None) -> None:
+            runtime = getattr(app.state, "runtime", None)
+            if runtime is not None:
+                runtime.begin_drain(server.shutdown_grace_seconds)
+            await super().shutdown(sockets)
+
     uvicorn_config = uvicorn.Config(
-        create_app(config, manifest_path=args.config),
+        app,
         host=server.host,
         port=server.port,
         log_config=None,
         access_log=False,  # the gateway writes its own canonical line per request
         lifespan="on",
-        timeout_graceful_shutdown=30,
+        # Longer than the grace period: by then the gateway has ended every stream with a terminal event.
+        timeout_graceful_shutdown=int(server.shutdown_grace_seconds) + 5,
     )
-    uvicorn.Server(uvicorn_config).run()
+    GatewayServer(uvicorn_config).run()
     return 0
 
 
@@ -107,6 +155,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _check(config, args.config)
     if args.command == "models":
         return _models(config)
+    if args.command == "clients":
+        return _clients(config, args)
     return _run(config, args)
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -13,13 +15,18 @@ from msgspec import UNSET, Meta, Struct, UnsetType
 from gateway.validation import problems_for
 
 __all__ = [
+    "ApiKey",
     "AuthConfig",
     "ClientProfile",
     "ConfigError",
+    "DummyArch",
     "ItemRulesConfig",
     "ToolAction",
     "ToolRulesConfig",
     "GatewayConfig",
+    "MlxModel",
+    "MlxSettings",
+    "MlxTesting",
     "ModelSpec",
     "PolicyConfig",
     "Sampling",
@@ -28,6 +35,7 @@ __all__ = [
     "ScriptedModel",
     "ServerConfig",
     "StoreConfig",
+    "apply_environment",
     "load_config",
     "parse_config",
 ]
@@ -48,6 +56,10 @@ class ServerConfig(Base):
     max_body_bytes: Positive = 32 * 1024 * 1024
     keepalive_seconds: Annotated[float, Meta(gt=0, le=10)] = 5.0
     watch_manifest: bool = True
+    allow_public_without_keys: bool = False
+    max_input_items: Positive = 10000
+    max_tools: Positive = 512
+    shutdown_grace_seconds: Annotated[float, Meta(ge=0, le=3600)] = 30.0
 
 
 class StoreConfig(Base):
@@ -55,6 +67,9 @@ class StoreConfig(Base):
     ttl_seconds: Positive = 30 * 24 * 3600
     key_prefix: Annotated[str, Meta(pattern=r"^[A-Za-z0-9._:-]+$")] = "mlxgw"
     max_chain_depth: Positive = 1000
+    # Short on purpose: with Redis down, requests that need the store get a 503 at once.
+    connect_timeout_seconds: Annotated[float, Meta(gt=0, le=30)] = 0.5
+    timeout_seconds: Annotated[float, Meta(gt=0, le=60)] = 2.0
 
 
 class Sampling(Base):
@@ -107,7 +122,45 @@ class ScriptedModel(ModelBase, tag="scripted", kw_only=True):
     script: Script = Script()
 
 
-ModelSpec = ScriptedModel
+class DummyArch(Base):
+    """`source: dummy`: a qwen2-shaped model with seeded random weights and a locally trained tokenizer."""
+
+    hidden_size: Positive = 64
+    layers: Positive = 2
+    heads: Positive = 2
+    kv_heads: Positive = 1
+    intermediate_size: Positive = 128
+    vocab_size: Annotated[int, Meta(ge=512, le=262144)] = 1024
+    dtype: Literal["float32", "float16", "bfloat16"] = "float32"
+    seed: int = 0
+
+
+class MlxTesting(Base):
+    """Test-only hooks; never set them for real use. `force: last_user` makes the model emit the
+    last user message verbatim (then EOS) through a logits processor; `\\x1f` in it splits
+    tokenization so markers can arrive as several tokens. `step_delay_ms` slows each decode step."""
+
+    force: Literal["last_user"] | None = None
+    step_delay_ms: Annotated[float, Meta(ge=0, le=10000)] = 0.0
+
+
+class MlxModel(ModelBase, tag="mlx", kw_only=True):
+    """A model served by mlx-lm in its own worker process."""
+
+    source: Annotated[str, Meta(min_length=1)]  # hf:<org>/<repo> | a local directory | dummy
+    revision: str | None = None
+    dummy: DummyArch | None = None
+    preload: bool = False
+    idle_unload_seconds: Annotated[float, Meta(gt=0)] | None = None
+    tool_parser: Annotated[str, Meta(pattern=r"^[a-z0-9_]+$")] | None = None
+    system_messages: Literal["auto", "merge", "keep"] = "auto"
+    threads: Positive | None = None
+    max_queued: Positive = 64
+    load_timeout_seconds: Annotated[float, Meta(gt=0)] = 900.0
+    testing: MlxTesting | None = None
+
+
+ModelSpec = ScriptedModel | MlxModel
 
 
 ToolAction = Literal["native", "wrap", "expand", "drop", "note", "reject"]
@@ -148,10 +201,31 @@ class ClientProfile(Base):
     models: list[str] = []
 
 
+EnvName = Annotated[str, Meta(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
+
+
+class ApiKey(Base):
+    """A client key: its value is read from the environment variable `env`; `models` limits what it may use."""
+
+    name: Annotated[str, Meta(min_length=1, max_length=64)]
+    env: EnvName
+    models: list[str] = []
+
+
 class AuthConfig(Base):
     """Secrets are never written in the manifest: it names the environment variables holding them."""
 
-    admin_key_env: Annotated[str, Meta(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")] | None = None
+    admin_key_env: EnvName | None = None
+    keys: list[ApiKey] = []
+
+
+class MlxSettings(Base):
+    """Shared by every mlx model: how many may be loaded at once, and where dummy models are built."""
+
+    max_loaded_models: Positive | None = None
+    max_memory_gb: Annotated[float, Meta(gt=0)] | None = None
+    slot_wait_seconds: Annotated[float, Meta(ge=0)] = 120.0
+    cache_dir: str | None = None  # default: $MLXGW_CACHE_DIR, else ~/.cache/mlx-gateway
 
 
 class GatewayConfig(Base):
@@ -161,6 +235,7 @@ class GatewayConfig(Base):
     models: list[ModelSpec] = []
     policies: dict[str, PolicyConfig] = {}
     clients: list[ClientProfile] = []
+    mlx: MlxSettings = MlxSettings()
 
     def model_names(self) -> list[str]:
         return [m.name for m in self.models]
@@ -214,6 +289,8 @@ def semantic_problems(config: GatewayConfig) -> list[str]:
             problems.append(f"models[{i}].policy: unknown policy '{model.policy}' (known: {known})")
         if isinstance(model, ScriptedModel):
             problems.extend(_script_problems(model.script, f"models[{i}].script"))
+        if isinstance(model, MlxModel):
+            problems.extend(_mlx_problems(model, f"models[{i}]"))
     problems.extend(_policy_problems(config))
     scheme = config.store.url.split("://", 1)[0] if "://" in config.store.url else ""
     if scheme not in STORE_SCHEMES:
@@ -240,6 +317,14 @@ def _policy_problems(config: GatewayConfig) -> list[str]:
                     f"(use one of: {', '.join(sorted(allowed))})"
                 )
     names = {m.name for m in config.models} | {a for m in config.models for a in m.aliases}
+    seen_keys: set[str] = set()
+    for i, key in enumerate(config.auth.keys):
+        if key.name in seen_keys:
+            problems.append(f"auth.keys[{i}].name: '{key.name}' is used by another key")
+        seen_keys.add(key.name)
+        for j, model in enumerate(key.models):
+            if model not in names:
+                problems.append(f"auth.keys[{i}].models[{j}]: unknown model '{model}'")
     for i, client in enumerate(config.clients):
         if client.policy not in config.policies:
             problems.append(f"clients[{i}].policy: unknown policy '{client.policy}'")
@@ -277,11 +362,51 @@ def _script_problems(script: Script, path: str) -> list[str]:
     return problems
 
 
-def load_config(path: str | Path) -> GatewayConfig:
+def _mlx_problems(model: MlxModel, path: str) -> list[str]:
+    problems = []
+    source = model.source
+    if source.startswith("hf:") and not re.fullmatch(r"hf:[A-Za-z0-9][\w.-]*/[\w.-]+", source):
+        problems.append(f"{path}.source: '{source}' is not hf:<org>/<repo>")
+    if model.dummy is not None and source != "dummy":
+        problems.append(f"{path}.dummy: only applies to source: dummy")
+    if model.revision is not None and not source.startswith("hf:"):
+        problems.append(f"{path}.revision: only applies to hf: sources")
+    if model.tool_parser is not None:
+        known = available_tool_parsers()
+        if known and model.tool_parser not in known:
+            problems.append(f"{path}.tool_parser: unknown parser '{model.tool_parser}' (known: {', '.join(known)})")
+    return problems
+
+
+def available_tool_parsers() -> list[str]:
+    """mlx-lm's tool parser modules, found on disk so the gateway never imports MLX."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("mlx_lm")
+    if spec is None or not spec.submodule_search_locations:
+        return []
+    folder = Path(next(iter(spec.submodule_search_locations))) / "tool_parsers"
+    return sorted(p.stem for p in folder.glob("*.py") if not p.stem.startswith("_"))
+
+
+def apply_environment(config: GatewayConfig, source: str, environ: Mapping[str, str]) -> GatewayConfig:
+    """The one place the environment changes the manifest: MLXGW_STORE_URL replaces store.url
+    (deployments keep one manifest and point each environment at its own Redis)."""
+    url = environ.get("MLXGW_STORE_URL")
+    if not url:
+        return config
+    config = msgspec.structs.replace(config, store=msgspec.structs.replace(config.store, url=url))
+    problems = [p.replace("store.url:", "store.url (from MLXGW_STORE_URL):") for p in semantic_problems(config)]
+    if problems:
+        raise ConfigError(source, problems)
+    return config
+
+
+def load_config(path: str | Path, environ: Mapping[str, str] = os.environ) -> GatewayConfig:
     path = Path(path)
     try:
         text = path.read_bytes()
     except OSError as exc:
         raise ConfigError(str(path), [f"cannot read the manifest: {exc.strerror or exc}"]) from None
-    return parse_config(text, source=str(path))
+    return apply_environment(parse_config(text, source=str(path)), str(path), environ)
 

@@ -28,7 +28,7 @@ from gateway.protocol import (
     UnknownTool,
 )
 
-__all__ = ["decode_request", "item_to_wire", "items_from_wire", "tool_to_wire"]
+__all__ = ["convert", "decode_object", "decode_request", "item_to_wire", "items_from_wire", "tool_to_wire"]
 
 _JSON = msgspec.json.Decoder()
 _METADATA_MAX_PAIRS = 16
@@ -36,14 +36,31 @@ _METADATA_MAX_KEY = 64
 _METADATA_MAX_VALUE = 512
 
 
-def decode_request(body: bytes) -> ResponsesRequest:
-    """Parse and validate a create-response body; raises `InvalidRequest` with `param`."""
+def decode_object(body: bytes) -> dict[str, Any]:
+    """A request body as a JSON object, or `InvalidRequest`."""
     try:
         raw = _JSON.decode(body)
     except msgspec.DecodeError as exc:
         raise InvalidRequest(f"The request body is not valid JSON: {exc}.") from None
     if not isinstance(raw, dict):
         raise InvalidRequest("The request body must be a JSON object.")
+    return raw
+
+
+def convert(obj: Any, type_: Any, prefix: str = "") -> Any:
+    """`msgspec.convert`, with a validation error turned into `InvalidRequest` naming the JSON path."""
+    try:
+        return msgspec.convert(obj, type_)
+    except msgspec.ValidationError as exc:
+        param, text = param_from_validation(str(exc))
+        if prefix:
+            param = prefix + param if param and param.startswith("[") else prefix
+        raise InvalidRequest(f"Invalid value for '{param or 'body'}': {text}.", param=param) from None
+
+
+def decode_request(body: bytes) -> ResponsesRequest:
+    """Parse and validate a create-response body; raises `InvalidRequest` with `param`."""
+    raw = decode_object(body)
     if raw.get("input") is not None:
         raw["input"] = _normalize_input(raw["input"])
     if isinstance(raw.get("tools"), list):
@@ -54,7 +71,7 @@ def decode_request(body: bytes) -> ResponsesRequest:
         if optional in raw and raw[optional] is None:
             del raw[optional]  # JSON null means "default" for these
     _check_metadata(raw.get("metadata"))
-    request = _convert(raw, ResponsesRequest)
+    request = convert(raw, ResponsesRequest)
     if request.background and not request.store:
         raise InvalidRequest("Background responses require `store` to be true.", param="background")
     if request.previous_response_id is not None and request.conversation is not None:
@@ -66,17 +83,7 @@ def decode_request(body: bytes) -> ResponsesRequest:
 
 def items_from_wire(raw: list[Any], path: str = "input") -> list[InputItem]:
     """Decode stored or client-sent wire items (the same normalization as requests)."""
-    return _convert(_normalize_input(raw, path), list[InputItem], prefix=path)
-
-
-def _convert(obj: Any, type_: Any, prefix: str = "") -> Any:
-    try:
-        return msgspec.convert(obj, type_)
-    except msgspec.ValidationError as exc:
-        param, text = param_from_validation(str(exc))
-        if prefix:
-            param = prefix + param if param and param.startswith("[") else prefix
-        raise InvalidRequest(f"Invalid value for '{param or 'body'}': {text}.", param=param) from None
+    return convert(_normalize_input(raw, path), list[InputItem], prefix=path)
 
 
 def _normalize_input(value: Any, path: str = "input") -> Any:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
 import signal
 import time
 from pathlib import Path
@@ -20,7 +21,7 @@ import msgspec
 import structlog
 import watchfiles
 
-from gateway.config import ConfigError, GatewayConfig, parse_config
+from gateway.config import ConfigError, GatewayConfig, apply_environment, parse_config
 from gateway.runtime import Runtime
 
 __all__ = ["ReloadFailed", "Reloader", "restart_only_changes"]
@@ -76,7 +77,7 @@ class Reloader:
                 return self._failed(reason, [f"cannot read the manifest: {exc.strerror or exc}"])
             self._digest = hashlib.sha256(text).hexdigest()
             try:
-                config = parse_config(text, source=str(self.path))
+                config = apply_environment(parse_config(text, source=str(self.path)), str(self.path), os.environ)
             except ConfigError as exc:
                 return self._failed(reason, exc.problems)
             config, self.restart_required = restart_only_changes(self.runtime.config, config)

@@ -11,18 +11,26 @@ from litestar import Response as HttpResponse
 from litestar.params import FromPath
 from litestar.response import Stream
 
+from gateway.auth import authorize_model
 from gateway.errors import NotFound
 from gateway.events import Event
 from gateway.log import RequestRecord
-from gateway.runner import RunStats, run_generation
+from gateway.protocol import CustomToolCallOutput, FunctionCallOutput, LocalShellCallOutput
+from gateway.assemble import Assembler
+from gateway.background import follow
+from gateway.normalize import decode_request
+from gateway.responses_routes import RESPONSE_ROUTES
+from gateway.runner import Finalizer, RunStats, run_generation
 from gateway.runtime import Lease, Runtime
 from gateway.service import Prepared, prepare_response
 from gateway.sse import SSE_HEADERS, sse_stream
+from gateway.stateful import Saver, Stateful, open_turn
 
-__all__ = ["ROUTES"]
+__all__ = ["ROUTES", "authorize", "start_run"]
 
 _JSON = msgspec.json.Encoder()
 DEGRADED_HEADER = "x-gateway-degraded"
+TOOL_OUTPUTS = (FunctionCallOutput, CustomToolCallOutput, LocalShellCallOutput)
 
 
 def _runtime(request: Request[Any, Any, Any]) -> Runtime:
@@ -42,12 +50,14 @@ def _header_value(items: list[str]) -> str:
 
 
 async def _recorded(
-    batches: AsyncIterator[list[Event]], stats: RunStats, record: RequestRecord, lease: Lease
+    batches: AsyncIterator[list[Event]], stats: RunStats, record: RequestRecord, lease: Lease, active: Any
 ) -> AsyncIterator[list[Event]]:
+    active.inc()
     try:
         async for batch in batches:
             yield batch
     finally:
+        active.dec()
         lease.release()
         record.fields.update(
             response_status=stats.status,
@@ -55,38 +65,81 @@ async def _recorded(
             input_tokens=stats.input_tokens,
             output_tokens=stats.output_tokens,
             cached_tokens=stats.cached_tokens,
+            tokens_per_second=stats.tokens_per_second(),
         )
         if stats.error is not None:
             record.fields["error_code"] = stats.error.code
 
 
-@post("/v1/responses", status_code=200)
-async def create_response(request: Request[Any, Any, Any]) -> HttpResponse[Any]:
-    runtime = _runtime(request)
-    snapshot = runtime.snapshot  # this request keeps it to the end, whatever a reload does
+def start_run(
+    request: Request[Any, Any, Any],
+    runtime: Runtime,
+    prepared: Prepared,
+    *,
+    finalize: Finalizer | None = None,
+    queued: bool = False,
+) -> tuple[AsyncIterator[list[Event]], Assembler, RunStats, dict[str, str]]:
+    """Start one generation for an HTTP request: log fields, adapter lease, runner. Shared by every endpoint."""
     record = _record(request)
-    body = await request.body()
-    prepared: Prepared = prepare_response(snapshot.config, snapshot.adapters, body, request.headers)
-    record.fields.update(model=prepared.model.name, response_id=prepared.response.id)
+    items = prepared.request.input
+    record.fields.update(
+        model=prepared.model.name,
+        response_id=prepared.response.id,
+        client=request.headers.get("user-agent", "")[:80],
+        input_items=len(items),
+        tool_outputs=sum(isinstance(item, TOOL_OUTPUTS) for item in items),
+    )
     headers: dict[str, str] = {}
     if prepared.plan.degradations:
         record.fields["degradations"] = prepared.plan.degradations
         headers[DEGRADED_HEADER] = _header_value(prepared.plan.degradations)
     stats = RunStats()
     assembler = prepared.assembler()
-    batches = _recorded(
-        run_generation(
-            prepared.adapter,
-            prepared.generation,
-            assembler,
-            prepared.mapper(),
-            keepalive=snapshot.config.server.keepalive_seconds,
-            stats=stats,
-        ),
-        stats,
-        record,
-        runtime.lease(prepared.adapter),
+    runner = run_generation(
+        prepared.adapter,
+        prepared.generation,
+        assembler,
+        prepared.mapper(),
+        keepalive=runtime.snapshot.config.server.keepalive_seconds,
+        stats=stats,
+        finalize=finalize,
+        queued=queued,
+        aborts=runtime.aborts,
     )
+    active = request.app.state.metrics.active_streams.labels(prepared.model.name)
+    return _recorded(runner, stats, record, runtime.lease(prepared.adapter), active), assembler, stats, headers
+
+
+def authorize(request: Request[Any, Any, Any], prepared: Prepared) -> None:
+    """The request's API key (if keys are configured) must be allowed this model: 403 before any work."""
+    authorize_model(request.scope["state"].get("api_key"), prepared.model)
+
+
+@post("/v1/responses", status_code=200)
+async def create_response(request: Request[Any, Any, Any]) -> HttpResponse[Any]:
+    runtime = _runtime(request)
+    snapshot = runtime.snapshot  # this request keeps it to the end, whatever a reload does
+    stateful: Stateful = request.app.state.stateful
+    body = await request.body()
+    turn = await open_turn(stateful.store, decode_request(body))  # chain, item references: 4xx/503 before any byte
+    prepared = prepare_response(
+        snapshot.config, snapshot.adapters, body, request.headers,
+        history=turn.history, request=turn.request, ids=turn.ids,
+    )
+    authorize(request, prepared)
+    saver = Saver(stateful.store, prepared, turn)
+    await saver.begin()
+    background = prepared.request.background
+    batches, assembler, stats, headers = start_run(
+        request, runtime, prepared, finalize=None if background else saver.finalize, queued=background
+    )
+    if background:
+        stateful.background.launch(prepared, batches, assembler)
+        if not prepared.request.stream:
+            return _json(prepared.response, headers=headers)
+        events = follow(stateful.store, prepared.response.id, after=-1)
+        return Stream(events, media_type="text/event-stream", headers={**SSE_HEADERS, **headers})
+    batches = saver.wrap(batches, assembler, stats)
     if prepared.request.stream:
         return Stream(sse_stream(batches), media_type="text/event-stream", headers={**SSE_HEADERS, **headers})
     async for _ in batches:
@@ -99,7 +152,13 @@ async def create_response(request: Request[Any, Any, Any]) -> HttpResponse[Any]:
 @get("/v1/models")
 async def list_models(request: Request[Any, Any, Any]) -> HttpResponse[bytes]:
     runtime = _runtime(request)
-    data = [_model_object(name, runtime.started_at) for name in runtime.config.model_names()]
+    key = request.scope["state"].get("api_key")
+    allowed = set(key.models) if key is not None and key.models else None
+    data = [
+        _model_object(model.name, runtime.started_at)
+        for model in runtime.config.models
+        if allowed is None or {model.name, *model.aliases} & allowed
+    ]
     return _json({"object": "list", "data": data})
 
 
@@ -120,10 +179,13 @@ def _model_object(name: str, created: int) -> dict[str, Any]:
 @get("/health")
 async def health(request: Request[Any, Any, Any]) -> HttpResponse[bytes]:
     state = _runtime(request).health()
+    state["store"] = await request.app.state.stateful.store.health()
+    if state["store"]["state"] != "ok":
+        state["status"] = "degraded"
     reloader = getattr(request.app.state, "reloader", None)
     if reloader is not None:
         state["manifest"] = reloader.describe()
     return _json(state)
 
 
-ROUTES = [create_response, list_models, get_model, health]
+ROUTES = [create_response, list_models, get_model, health, *RESPONSE_ROUTES]

@@ -47,6 +47,13 @@ class RunStats:
         self.output_tokens = 0
         self.cached_tokens = 0
 
+    def tokens_per_second(self) -> float | None:
+        """Decode speed: tokens after the first over the time since the first."""
+        if self.first_token is None or self.finished is None or self.output_tokens < 2:
+            return None
+        elapsed = self.finished - self.first_token
+        return round((self.output_tokens - 1) / elapsed, 1) if elapsed > 0 else None
+
     def ttft_ms(self) -> float | None:
         return None if self.first_token is None else round((self.first_token - self.started) * 1000, 2)
 
@@ -73,12 +80,20 @@ async def run_generation(
     stats: RunStats,
     finalize: Finalizer | None = None,
     queued: bool = False,
+    aborts: set[Callable[[GatewayError], None]] | None = None,
 ) -> AsyncIterator[list[Event]]:
-    """Yield event batches until a terminal event; `finalize` runs before the terminal batch goes out."""
+    """Yield event batches until a terminal event; `finalize` runs before the terminal batch goes out.
+
+    While it runs, an abort function sits in `aborts`: calling it ends the response with that error
+    (the gateway uses it to fail what is still running when a shutdown's grace period is over).
+    """
     loop = asyncio.get_running_loop()
     yield assembler.start(queued=queued)
     queue: asyncio.Queue[object] = asyncio.Queue()
     pump = asyncio.create_task(_pump(adapter.generate(generation), queue))
+    abort = queue.put_nowait
+    if aborts is not None:
+        aborts.add(abort)
     deadline = loop.time() + keepalive
     try:
         while not assembler.terminal:
@@ -105,6 +120,8 @@ async def run_generation(
                 deadline = loop.time() + keepalive
                 yield batch
     finally:
+        if aborts is not None:
+            aborts.discard(abort)
         if not pump.done():
             pump.cancel()
         if not assembler.terminal:

@@ -15,9 +15,10 @@ from typing import Any
 
 import structlog
 
-from gateway.adapters import build_adapter
+from gateway.adapters import WorkerPool, build_adapter
 from gateway.adapters.base import Adapter
 from gateway.config import GatewayConfig, ModelSpec
+from gateway.errors import GatewayError, ServiceUnavailable
 
 __all__ = ["Lease", "ReloadResult", "Runtime", "Snapshot"]
 
@@ -69,16 +70,19 @@ class Runtime:
         self,
         config: GatewayConfig,
         *,
-        adapter_factory: AdapterFactory = build_adapter,
+        adapter_factory: AdapterFactory | None = None,
         drain_seconds: float = 300.0,
     ) -> None:
-        self._factory = adapter_factory
+        self.pool = WorkerPool(config.mlx)  # shared by every mlx model: load caps, eviction, idle unload
+        self._factory = adapter_factory or (lambda spec: build_adapter(spec, self.pool))
         self._drain_seconds = drain_seconds
         self._leases: dict[int, int] = {}
         self._retiring: dict[int, Adapter] = {}
         self._closing: set[asyncio.Task[None]] = set()
         self._lock = asyncio.Lock()
-        self.snapshot = Snapshot(config, {m.name: adapter_factory(m) for m in config.models}, version=1)
+        self.snapshot = Snapshot(config, {m.name: self._factory(m) for m in config.models}, version=1)
+        self.draining = False
+        self.aborts: set[Callable[[GatewayError], None]] = set()  # one per running generation
         self.started_at = int(time.time())
 
     @property
@@ -89,6 +93,19 @@ class Runtime:
         for adapter in self.snapshot.adapters.values():
             await adapter.start()
 
+    def begin_drain(self, grace_seconds: float) -> None:
+        """Shutting down: refuse new work now; after the grace period, end what still runs with response.failed."""
+        self.draining = True
+        log.info("draining", in_flight=len(self.aborts), grace_seconds=grace_seconds)
+
+        def abort_all() -> None:
+            error = ServiceUnavailable("The gateway shut down before the response finished.",
+                                       code="server_shutting_down")
+            for abort in list(self.aborts):
+                abort(error)
+
+        asyncio.get_running_loop().call_later(grace_seconds, abort_all)
+
     async def aclose(self) -> None:
         adapters = [*self.snapshot.adapters.values(), *self._retiring.values()]
         self._retiring.clear()
@@ -96,6 +113,7 @@ class Runtime:
             task.cancel()
         for adapter in adapters:
             await adapter.aclose()
+        await self.pool.aclose()
 
     # ----------------------------------------------------------------- leases
 
@@ -123,6 +141,7 @@ class Runtime:
         """Swap to a validated manifest; unchanged models keep their adapter (and its loaded weights)."""
         async with self._lock:
             old = self.snapshot
+            self.pool.configure(config.mlx)
             old_specs = {m.name: m for m in old.config.models}
             adapters: dict[str, Adapter] = {}
             kept, started = [], []

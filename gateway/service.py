@@ -4,7 +4,7 @@ routes; nothing here touches HTTP."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from msgspec import Struct
 
@@ -30,9 +30,10 @@ class Prepared(Struct, kw_only=True):
     generation: GenerationRequest
     response: Response
     history: list[InputItem]
+    ids: Callable[[str], str] = new_id
 
     def assembler(self) -> Assembler:
-        return Assembler(self.response)
+        return Assembler(self.response, new_item_id=self.ids)
 
     def mapper(self) -> CallMapper:
         return CallMapper(self.plan.tools, parallel_tool_calls=self.plan.parallel_tool_calls)
@@ -79,8 +80,20 @@ def prepare_response(
     headers: Mapping[str, str],
     history: list[InputItem] | None = None,
     request: ResponsesRequest | None = None,
+    stop: list[str] | None = None,
+    ids: Callable[[str], str] = new_id,
 ) -> Prepared:
+    """`ids` makes the response and output item ids (the store puts its chain tag in them)."""
     request = request or decode_request(body)
+    if len(request.input) > config.server.max_input_items:
+        raise InvalidRequest(
+            f"Too many input items: {len(request.input)} (this gateway accepts {config.server.max_input_items}).",
+            param="input",
+        )
+    if len(request.tools) > config.server.max_tools:
+        raise InvalidRequest(
+            f"Too many tools: {len(request.tools)} (this gateway accepts {config.server.max_tools}).", param="tools"
+        )
     model = resolve_model(config, request.model)
     adapter = adapters.get(model.name)
     if adapter is None:
@@ -98,7 +111,7 @@ def prepare_response(
     messages = build_messages(
         request.instructions, plan.items, system_notes=plan.notes, namer=plan.tools.visible_name
     )
-    response = response_skeleton(request, model, new_id("resp"))
+    response = response_skeleton(request, model, ids("resp"))
     max_tokens = request.max_output_tokens or model.sampling.max_output_tokens
     generation = GenerationRequest(
         request_id=response.id,
@@ -109,6 +122,7 @@ def prepare_response(
         max_tokens=min(max_tokens, model.context_length) if max_tokens else None,
         temperature=_first(request.temperature, model.sampling.temperature),
         top_p=_first(request.top_p, model.sampling.top_p),
+        stop=stop or [],
         reasoning_effort=request.reasoning.effort if request.reasoning else None,
         prompt_cache_key=request.prompt_cache_key,
         chat_template_kwargs=dict(model.chat_template_kwargs),
@@ -121,4 +135,5 @@ def prepare_response(
         generation=generation,
         response=response,
         history=history,
+        ids=ids,
     )

@@ -8,7 +8,7 @@ import msgspec
 
 from gateway.events import Event
 
-__all__ = ["SSE_HEADERS", "encode_events", "sse_stream"]
+__all__ = ["SSE_HEADERS", "encode_events", "frame", "sse_stream"]
 
 _ENCODER = msgspec.json.Encoder()
 
@@ -27,6 +27,11 @@ def encode_events(events: Sequence[Event]) -> bytes:
         buffer += _ENCODER.encode(event)
         buffer += b"\n\n"
     return bytes(buffer)
+
+
+def frame(event_type: str, data: bytes) -> bytes:
+    """One event whose JSON is already encoded (a replay from the background event log)."""
+    return b"event: " + event_type.encode() + b"\ndata: " + data + b"\n\n"
 
 
 async def sse_stream(batches: AsyncIterator[list[Event]]) -> AsyncIterator[bytes]:

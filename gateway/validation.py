@@ -88,7 +88,8 @@ def _walk_union(value: Any, args: tuple[Any, ...], tp: Any, path: str, out: list
         tag = value.get(tag_field)
         if tag not in by_tag:
             options = ", ".join(repr(t) for t in by_tag)
-            out.append(f"{_join(path, tag_field)}: expected one of {options}, got {tag!r}")
+            problem = f"expected one of {options}, got {tag!r}" if tag_field in value else "required"
+            out.append(f"{_join(path, tag_field)}: {problem}")
             return
         _walk(value, by_tag[tag], path, out)
         return

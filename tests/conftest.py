@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -56,20 +57,33 @@ def client(config: GatewayConfig) -> Iterator[TestClient]:
 
 
 @contextmanager
-def serve(config: GatewayConfig, manifest_path: str | Path | None = None) -> Iterator[str]:
-    """Run the gateway with uvicorn on 127.0.0.1 (ephemeral port); yields the base URL."""
+def serve(
+    config: GatewayConfig, manifest_path: str | Path | None = None, uds: str | Path | None = None
+) -> Iterator[str]:
+    """Run the gateway with uvicorn on 127.0.0.1 (ephemeral port), and on a Unix socket if `uds` is given.
+
+    Yields the TCP base URL.
+    """
     app = create_app(config, manifest_path=manifest_path)
     server = uvicorn.Server(
         uvicorn.Config(app, host="127.0.0.1", port=0, log_config=None, access_log=False, lifespan="on")
     )
-    thread = threading.Thread(target=server.run, daemon=True)
+    tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    tcp.bind(("127.0.0.1", 0))
+    sockets = [tcp]
+    if uds is not None:
+        unix = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        unix.bind(str(uds))
+        sockets.append(unix)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": sockets}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 20
     while not server.started:
         if time.monotonic() > deadline or not thread.is_alive():
             raise RuntimeError("the test server did not start")
         time.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
+    port = tcp.getsockname()[1]
     try:
         yield f"http://127.0.0.1:{port}"
     finally:

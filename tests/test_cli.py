@@ -19,7 +19,7 @@ def write(tmp_path: Path, text: str) -> str:
 def test_check_accepts_the_shipped_manifest(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["check", "--config", str(ROOT / "gateway.yaml")]) == 0
     out = capsys.readouterr().out
-    assert "ok (2 model(s): scripted, echo; store memory://)" in out
+    assert "ok (3 model(s): scripted, echo, tiny; store memory://)" in out
 
 
 def test_check_prints_every_problem_and_exits_1(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -55,36 +55,18 @@ def test_missing_manifest_is_a_clear_error(tmp_path: Path, capsys: pytest.Captur
 
 
 def test_run_serves_until_terminated(tmp_path: Path) -> None:
-    """`gateway run` on a free port answers /health, then stops cleanly on SIGTERM."""
-    import socket
-    import time
-
+    """`gateway run` answers, then stops cleanly on SIGTERM."""
     import httpx
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    process = subprocess.Popen(
-        [sys.executable, "-m", "gateway", "run", "--config", str(ROOT / "gateway.yaml"), "--port", str(port),
-         "--log-format", "json"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                health = httpx.get(f"http://127.0.0.1:{port}/health", timeout=1)
-                break
-            except httpx.TransportError:
-                assert time.monotonic() < deadline and process.poll() is None, "gateway run did not come up"
-                time.sleep(0.1)
-        assert health.json()["status"] == "ok"
-        answer = httpx.post(f"http://127.0.0.1:{port}/v1/responses", json={"model": "demo", "input": "hi"}, timeout=10)
+    from tests.process import GatewayProcess
+
+    gateway = GatewayProcess(ROOT / "gateway.yaml", tmp_path / "gateway.log")
+    with gateway:
+        assert httpx.get(f"{gateway.base}/health", timeout=5).json()["status"] == "ok"
+        answer = httpx.post(f"{gateway.base}/v1/responses", json={"model": "demo", "input": "hi"}, timeout=10)
         assert answer.json()["status"] == "completed"
-    finally:
-        process.terminate()
-        _, err = process.communicate(timeout=30)
     # uvicorn shuts down gracefully, then re-raises SIGTERM so the exit status shows the signal.
-    assert process.returncode in (0, -15)
-    assert "Application shutdown complete" in err
-    assert '"event":"request"' in err and '"path":"/v1/responses"' in err
+    assert gateway.process.returncode in (0, -15)
+    log = gateway.log()
+    assert "Application shutdown complete" in log
+    assert '"event":"request"' in log and '"path":"/v1/responses"' in log

@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -101,7 +99,7 @@ async def test_invalid_manifest_is_rejected_and_the_running_one_stays(tmp_path: 
     path.write_text(manifest() + "bogus: 1\n")
     with pytest.raises(ReloadFailed) as info:
         await reloader.reload("test")
-    assert info.value.problems == ["bogus: unknown key (known keys: server, auth, store, models, policies, clients)"]
+    assert info.value.problems == ["bogus: unknown key (known keys: server, auth, store, models, policies, clients, mlx)"]
     assert reloader.describe()["last_error"] == info.value.problems
     assert runtime.snapshot.version == 1
     path.write_text(manifest(tag="v2"))
@@ -192,36 +190,21 @@ def write_atomically(path: Path, text: str) -> None:
 
 
 def test_sighup_reloads_a_running_gateway(tmp_path: Path) -> None:
-    import socket
+    from tests.process import GatewayProcess, free_port
 
     path = tmp_path / "gateway.yaml"
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     path.write_text(manifest().replace("server: {port: 8080}", f"server: {{port: {port}, watch_manifest: false}}"))
-    process = subprocess.Popen([sys.executable, "-m", "gateway", "run", "--config", str(path), "--log-format", "json"],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    try:
-        base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                httpx.get(f"{base}/health", timeout=1)
-                break
-            except httpx.TransportError:
-                assert time.monotonic() < deadline and process.poll() is None
-                time.sleep(0.1)
+    gateway = GatewayProcess(path, tmp_path / "gateway.log", port=port)
+    with gateway:
         path.write_text(path.read_text().replace("from a v1", "from a sighup"))
         time.sleep(0.3)  # watching is off: nothing changes until the signal
-        assert httpx.get(f"{base}/health").json()["manifest"]["version"] == 1
-        process.send_signal(signal.SIGHUP)
+        assert httpx.get(f"{gateway.base}/health").json()["manifest"]["version"] == 1
+        gateway.process.send_signal(signal.SIGHUP)
         deadline = time.monotonic() + 5
-        while httpx.get(f"{base}/health").json()["manifest"]["version"] != 2:
+        while httpx.get(f"{gateway.base}/health").json()["manifest"]["version"] != 2:
             assert time.monotonic() < deadline, "SIGHUP did not reload"
             time.sleep(0.05)
-        answer = httpx.post(f"{base}/v1/responses", json={"model": "a", "input": "x"}).json()
+        answer = httpx.post(f"{gateway.base}/v1/responses", json={"model": "a", "input": "x"}).json()
         assert answer["output"][0]["content"][0]["text"] == "from a sighup"
-    finally:
-        process.terminate()
-        _, err = process.communicate(timeout=30)
-    assert '"reason":"sighup"' in err
+    assert '"reason":"sighup"' in gateway.log()

@@ -1,0 +1,162 @@
+"""Decoded text → deltas: think blocks become reasoning, tool-call markup becomes calls.
+
+Matching is done on text with mlx-lm's `TextStateMachine`, which holds back anything
+that could still be the start of a marker, so markup split across tokens never
+reaches the answer text. A finished tool-call block goes to the model's own
+mlx-lm tool parser; what it cannot parse comes back as plain text (and a warning),
+never an exception. Stop strings end the answer without being shown.
+
+Lives in the worker (it needs mlx-lm's parser modules).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from gateway.adapters.base import Delta, ReasoningDelta, TextDelta, ToolCallArguments, ToolCallStart
+
+__all__ = ["Markers", "OutputParser"]
+
+log = logging.getLogger("gateway.mlx.parse")
+
+ToolParser = Callable[[str, Any], Any]
+
+
+class Markers:
+    """What a model writes around reasoning and tool calls, and how its calls are parsed."""
+
+    __slots__ = ("think_start", "think_end", "call_start", "call_end", "parse_call")
+
+    def __init__(
+        self,
+        *,
+        think_start: str | None = None,
+        think_end: str | None = None,
+        call_start: str | None = None,
+        call_end: str | None = None,
+        parse_call: ToolParser | None = None,
+    ) -> None:
+        self.think_start = think_start
+        self.think_end = think_end
+        self.call_start = call_start
+        self.call_end = call_end
+        self.parse_call = parse_call
+
+
+class OutputParser:
+    """Feed decoded text in; get reasoning, text and tool-call deltas out."""
+
+    def __init__(
+        self,
+        markers: Markers,
+        *,
+        tools: list[dict[str, Any]],
+        stop: list[str],
+        initial: str = "normal",
+    ) -> None:
+        from mlx_lm.generate import TextStateMachine
+
+        self._markers = markers
+        self._tools = tools
+        self._parse_calls = bool(tools) and markers.call_start is not None and markers.parse_call is not None
+        self._machine = TextStateMachine(self._transitions(markers, stop))
+        self._state = self._machine.make_state(initial)
+        self._call_text: list[str] = []
+        self.calls = 0
+        self.stopped = False
+
+    def _transitions(self, markers: Markers, stop: list[str]) -> dict[str, list[tuple[str, str | None]]]:
+        transitions: dict[str, list[tuple[str, str | None]]] = {"normal": []}
+        if markers.think_start and markers.think_end:
+            transitions["normal"].append((markers.think_start, "reasoning"))
+            transitions["reasoning"] = [(markers.think_end, "normal")]
+        if self._parse_calls:
+            assert markers.call_start is not None
+            transitions["normal"].append((markers.call_start, "tool"))
+            if "reasoning" in transitions:
+                transitions["reasoning"].append((markers.call_start, "tool"))
+            transitions["tool"] = [(markers.call_end, "normal")] if markers.call_end else []
+        for word in stop:
+            if word:
+                for state in ("normal", "reasoning"):
+                    if state in transitions:
+                        transitions[state].append((word, None))  # None: a terminal state
+        return transitions
+
+    @property
+    def state(self) -> str | None:
+        return self._state[0]  # type: ignore[no-any-return]
+
+    def feed(self, text: str) -> list[Delta]:
+        if self.stopped or not text:
+            return []
+        self._state, segments = self._machine.split(self._state, text)
+        out: list[Delta] = []
+        for index, (state, piece) in enumerate(segments):
+            out += self._emit(state, piece)
+            left_state = index < len(segments) - 1
+            if state == "tool" and left_state:
+                out += self._close_call(complete=True)
+        if self.state is None:
+            self.stopped = True
+        return out
+
+    def close(self) -> list[Delta]:
+        """End of generation: release held-back text and any unterminated call."""
+        if self.stopped:
+            return []
+        self._state, held, state = self._machine.flush(self._state)
+        out = self._emit(state, held)
+        if state == "tool":
+            out += self._close_call(complete=False)
+        return out
+
+    def _emit(self, state: str | None, piece: str) -> list[Delta]:
+        if not piece:
+            return []
+        if state == "tool":
+            self._call_text.append(piece)
+            return []
+        if state == "reasoning":
+            return [ReasoningDelta(text=piece)]
+        return [TextDelta(text=piece)]
+
+    def _close_call(self, *, complete: bool) -> list[Delta]:
+        text = "".join(self._call_text)
+        self._call_text = []
+        calls = self._parsed(text)
+        if calls is None:
+            end = (self._markers.call_end or "") if complete else ""
+            log.warning("malformed tool call returned as text", extra={"fields": {"text": text[:500]}})
+            return [TextDelta(text=f"{self._markers.call_start}{text}{end}")]
+        out: list[Delta] = []
+        for name, arguments, call_id in calls:
+            self.calls += 1
+            out += [ToolCallStart(name=name, call_id=call_id), ToolCallArguments(text=arguments)]
+        return out
+
+    def _parsed(self, text: str) -> list[tuple[str, str, str | None]] | None:
+        assert self._markers.parse_call is not None
+        try:
+            result = self._markers.parse_call(text, self._tools)
+        except Exception:  # noqa: BLE001 - every parser has its own failure modes
+            return None
+        items = result if isinstance(result, list) else [result]
+        calls = []
+        for item in items:
+            if not isinstance(item, dict) or not isinstance(item.get("name"), str) or not item["name"]:
+                return None
+            arguments = item.get("arguments", {})
+            if isinstance(arguments, str):
+                encoded = arguments
+            else:
+                try:
+                    encoded = json.dumps(arguments if arguments is not None else {}, ensure_ascii=False)
+                except (TypeError, ValueError):
+                    return None
+            call_id = item.get("id") if isinstance(item.get("id"), str) else None
+            calls.append((item["name"], encoded, call_id))
+        return calls or None

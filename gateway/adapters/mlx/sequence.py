@@ -1,0 +1,50 @@
+"""One request's decoding state: sampled tokens in, deltas out.
+
+It does not care how tokens are produced, so the single-sequence loop of today and a
+continuous-batching loop (one `Sequence` per batch uid) can both drive it.
+"""
+
+from __future__ import annotations
+
+from gateway.adapters.base import Delta, Finish, GenerationRequest, ReasoningDelta, TokenUsage
+from gateway.adapters.mlx.model import LoadedModel
+from gateway.adapters.mlx.parse import OutputParser
+from gateway.adapters.mlx.render import tool_dicts
+
+__all__ = ["Sequence"]
+
+
+class Sequence:
+    def __init__(self, request: GenerationRequest, prompt: list[int], model: LoadedModel) -> None:
+        self.prompt_tokens = len(prompt)
+        self.generated = 0
+        self.reasoning = 0
+        self._eos = model.eos
+        self._detokenizer = model.tokenizer.detokenizer
+        self._parser = OutputParser(
+            model.markers, tools=tool_dicts(request.tools), stop=request.stop, initial=model.initial_state(prompt)
+        )
+        self.stopped = False  # EOS or a stop string: the answer is complete
+
+    def push(self, token: int) -> list[Delta]:
+        """Account for one sampled token; sets `stopped` when it ends the answer."""
+        self.generated += 1
+        if token in self._eos:
+            self.stopped = True
+            return []
+        self._detokenizer.add_token(token)
+        deltas = self._parser.feed(self._detokenizer.last_segment)
+        if self._parser.state == "reasoning" or any(isinstance(d, ReasoningDelta) for d in deltas):
+            self.reasoning += 1
+        self.stopped = self._parser.stopped
+        return deltas
+
+    def finish(self) -> list[Delta]:
+        """Held-back text, then the one `Finish` (`length` unless the answer completed)."""
+        self._detokenizer.finalize()
+        tail = self._parser.feed(self._detokenizer.last_segment) + self._parser.close()
+        reason = "length"
+        if self.stopped:
+            reason = "tool_calls" if self._parser.calls else "stop"
+        usage = TokenUsage(input_tokens=self.prompt_tokens, output_tokens=self.generated, reasoning_tokens=self.reasoning)
+        return [*tail, Finish(reason=reason, usage=usage)]

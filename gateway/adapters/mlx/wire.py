@@ -1,0 +1,191 @@
+"""Messages between the gateway and a model worker, and their framing.
+
+Every frame is a 4-byte big-endian length followed by one msgpack-encoded message
+(a tagged union on `op`). Requests carry their id, so a worker may hold several at
+once; today it serves them one after another, continuous batching can interleave
+them later without changing a message.
+
+    gateway → worker   Load, Generate, Render, Cancel, Shutdown
+    worker → gateway   Status, Ready, LoadFailed, Deltas, Failed, Done, Rendered, Log
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+from typing import Any, Literal
+
+import msgspec
+
+from gateway.adapters.base import Delta, GenerationRequest
+from gateway.config import MlxModel
+
+__all__ = [
+    "Cancel",
+    "Deltas",
+    "Done",
+    "Failed",
+    "FrameError",
+    "Generate",
+    "Load",
+    "LoadFailed",
+    "Log",
+    "Message",
+    "ModelInfo",
+    "Ready",
+    "Render",
+    "Rendered",
+    "Shutdown",
+    "Status",
+    "decode",
+    "encode",
+    "read_frame",
+]
+
+MAX_FRAME = 256 * 1024 * 1024  # a frame this large means a broken stream, not a message
+_HEADER = struct.Struct(">I")
+
+
+class _Message(msgspec.Struct, tag_field="op", kw_only=True):
+    pass
+
+
+# ---------------------------------------------------------------- gateway → worker
+
+
+class Load(_Message, tag="load"):
+    """First frame a worker receives: which model to load and where dummy models live."""
+
+    spec: MlxModel
+    cache_dir: str
+
+
+class Generate(_Message, tag="generate"):
+    request: GenerationRequest
+
+
+class Render(_Message, tag="render"):
+    """Render a request's prompt without generating (tests and diagnostics)."""
+
+    request: GenerationRequest
+
+
+class Cancel(_Message, tag="cancel"):
+    request_id: str
+
+
+class Shutdown(_Message, tag="shutdown"):
+    pass
+
+
+# ---------------------------------------------------------------- worker → gateway
+
+
+class Status(_Message, tag="status"):
+    """Load progress (download, build, load); shown by /health."""
+
+    stage: str
+    done: int = 0
+    total: int = 0
+
+
+class ModelInfo(msgspec.Struct, kw_only=True):
+    path: str
+    tool_parser: str | None
+    thinking: bool
+    memory_bytes: int
+    load_seconds: float
+    merge_system: bool
+    system_role: bool
+    merge_users: bool
+
+
+class Ready(_Message, tag="ready"):
+    info: ModelInfo
+
+
+class LoadFailed(_Message, tag="load_failed"):
+    reason: str
+
+
+class Deltas(_Message, tag="deltas"):
+    request_id: str
+    deltas: list[Delta]
+
+
+class Failed(_Message, tag="failed"):
+    """A request could not be served; `code` picks the gateway error class."""
+
+    request_id: str
+    code: str
+    message: str
+
+
+class Done(_Message, tag="done"):
+    """The worker is finished with a request, whatever the outcome (accounting only)."""
+
+    request_id: str
+    outcome: Literal["finished", "cancelled", "failed"]
+    generated: int = 0
+    after_cancel: int = 0  # tokens decoded between the cancel arriving and the loop stopping
+
+
+class Rendered(_Message, tag="rendered"):
+    request_id: str
+    text: str
+    tokens: list[int]
+
+
+class Log(_Message, tag="log"):
+    level: str
+    event: str
+    fields: dict[str, Any] = {}
+
+
+Message = (
+    Load | Generate | Render | Cancel | Shutdown | Status | Ready | LoadFailed | Deltas | Failed | Done | Rendered | Log
+)
+
+_ENCODER = msgspec.msgpack.Encoder()
+_DECODER = msgspec.msgpack.Decoder(Message)
+
+
+class FrameError(Exception):
+    """The peer closed the connection or sent something that is not a frame."""
+
+
+def encode(message: Message) -> bytes:
+    body = _ENCODER.encode(message)
+    return _HEADER.pack(len(body)) + body
+
+
+def decode(body: bytes) -> Message:
+    return _DECODER.decode(body)
+
+
+def frame_length(header: bytes) -> int:
+    (length,) = _HEADER.unpack(header)
+    if length > MAX_FRAME:
+        raise FrameError(f"frame of {length} bytes exceeds the limit")
+    return int(length)
+
+
+HEADER_SIZE = _HEADER.size
+
+
+def read_frame(sock: socket.socket) -> Message:
+    """Blocking read of one message (the worker side)."""
+    length = frame_length(_read_exactly(sock, HEADER_SIZE))
+    return decode(_read_exactly(sock, length))
+
+
+def _read_exactly(sock: socket.socket, size: int) -> bytes:
+    chunks: list[bytes] = []
+    remaining = size
+    while remaining:
+        chunk = sock.recv(min(remaining, 1 << 20))
+        if not chunk:
+            raise FrameError("connection closed")
+        chunks.append(chunk)
+        remaining -= len(chunk)
+    return b"".join(chunks)

@@ -1,0 +1,120 @@
+"""Prometheus metrics, one registry per application (no process-global collectors).
+
+Request metrics are recorded from each request's canonical log record when it ends;
+model, worker and store state is read from the running gateway at scrape time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+__all__ = ["CONTENT_TYPE", "Metrics"]
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+_SECONDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+_RATES = (1, 5, 10, 25, 50, 100, 200, 400, 800, 1600, 3200)
+
+StateReader = Callable[[], dict[str, Any]]
+
+
+class _StateCollector(Collector):
+    """Per-model adapter state and store state, as the running gateway reports them."""
+
+    def __init__(self, read: StateReader) -> None:
+        self.read = read
+
+    def collect(self) -> Iterator[Any]:
+        state = self.read()
+        models = state.get("models", {})
+        model_state = GaugeMetricFamily("mlxgw_model_state", "1 for the state each model is in", labels=["model", "state"])
+        active = GaugeMetricFamily("mlxgw_model_active_requests", "Requests the model is serving", labels=["model"])
+        queued = GaugeMetricFamily("mlxgw_model_queue_depth", "Requests waiting for the model", labels=["model"])
+        memory = GaugeMetricFamily("mlxgw_model_memory_bytes", "Memory the model's worker reports", labels=["model"])
+        counters = {
+            "loads": CounterMetricFamily("mlxgw_model_loads", "Times the model was loaded", labels=["model"]),
+            "evictions": CounterMetricFamily("mlxgw_model_evictions", "Times the model was unloaded to make room",
+                                             labels=["model"]),
+            "restarts": CounterMetricFamily("mlxgw_worker_restarts", "Worker processes restarted", labels=["model"]),
+            "prefix_cache_hits": CounterMetricFamily("mlxgw_prefix_cache_hits", "Prompts that reused cached KV",
+                                                     labels=["model"]),
+            "prefix_cache_misses": CounterMetricFamily("mlxgw_prefix_cache_misses", "Prompts prefilled from scratch",
+                                                       labels=["model"]),
+        }
+        for name, info in models.items():
+            model_state.add_metric([name, str(info.get("state", "unknown"))], 1)
+            active.add_metric([name], float(info.get("active", 0)))
+            queued.add_metric([name], float(info.get("queued", 0)))
+            if isinstance(info.get("memory_bytes"), (int, float)):
+                memory.add_metric([name], float(info["memory_bytes"]))
+            for key, family in counters.items():
+                if isinstance(info.get(key), (int, float)):
+                    family.add_metric([name], float(info[key]))
+        yield from (model_state, active, queued, memory, *counters.values())
+        store = state.get("store")
+        if isinstance(store, dict):
+            up = GaugeMetricFamily("mlxgw_store_up", "1 if the response store answers", labels=["backend"])
+            up.add_metric([str(store.get("backend", store.get("url", "store")))], 1.0 if store.get("ok", True) else 0.0)
+            yield up
+            errors = store.get("errors")
+            if isinstance(errors, (int, float)):
+                family = CounterMetricFamily("mlxgw_store_errors", "Store operations that failed", labels=[])
+                family.add_metric([], float(errors))
+                yield family
+
+
+class Metrics:
+    def __init__(self, read_state: StateReader | None = None) -> None:
+        """`read_state` is for tests; the app passes the state it gathered to `exposition()` instead."""
+        self._state: dict[str, Any] = {}
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.requests = Counter("mlxgw_requests", "HTTP requests", ["endpoint", "model", "status"], registry=r)
+        self.duration = Histogram("mlxgw_request_duration_seconds", "Request duration, streams included",
+                                  ["endpoint", "model"], buckets=_SECONDS, registry=r)
+        self.ttft = Histogram("mlxgw_time_to_first_token_seconds", "Time from request to the model's first output",
+                              ["model"], buckets=_SECONDS, registry=r)
+        self.tokens = Counter("mlxgw_tokens", "Tokens processed", ["model", "kind"], registry=r)
+        self.rate = Histogram("mlxgw_output_tokens_per_second", "Decode speed per response", ["model"],
+                              buckets=_RATES, registry=r)
+        self.responses = Counter("mlxgw_responses", "Responses by final status", ["model", "status"], registry=r)
+        self.active_streams = Gauge("mlxgw_active_streams", "Streams being sent", ["model"], registry=r)
+        self.degradations = Counter("mlxgw_degradations", "Policy degradations applied", ["kind", "action"],
+                                    registry=r)
+        self.store_latency = Histogram("mlxgw_store_latency_seconds", "Store operation latency", ["operation"],
+                                       buckets=_SECONDS, registry=r)
+        r.register(_StateCollector(read_state or (lambda: self._state)))
+
+    def observe(self, endpoint: str, status: int, fields: dict[str, Any], duration: float) -> None:
+        """Record one finished request from its canonical log fields."""
+        model = str(fields.get("model", ""))
+        self.requests.labels(endpoint, model, str(status)).inc()
+        self.duration.labels(endpoint, model).observe(duration)
+        if not model:
+            return
+        ttft = fields.get("ttft_ms")
+        if isinstance(ttft, (int, float)):
+            self.ttft.labels(model).observe(ttft / 1000)
+        for kind in ("input", "output", "cached"):
+            count = fields.get(f"{kind}_tokens")
+            if isinstance(count, int) and count:
+                self.tokens.labels(model, kind).inc(count)
+        rate = fields.get("tokens_per_second")
+        if isinstance(rate, (int, float)) and rate > 0:
+            self.rate.labels(model).observe(rate)
+        if fields.get("response_status"):
+            self.responses.labels(model, str(fields["response_status"])).inc()
+        for degradation in fields.get("degradations", ()):
+            kind, _, rest = str(degradation).partition(":")
+            self.degradations.labels(kind, rest.rsplit(":", 1)[-1]).inc()
+
+    def exposition(self, state: dict[str, Any] | None = None) -> bytes:
+        """The text format; `state` is the gateway's current state (models, store), gathered by the caller."""
+        if state is not None:
+            self._state = state
+        return generate_latest(self.registry)

@@ -1,0 +1,125 @@
+"""Stored responses over HTTP: retrieve (or replay a background stream), delete, input items, cancel."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from litestar import Request, delete, get, post
+from litestar import Response as HttpResponse
+from litestar.params import FromPath
+from litestar.response import Stream
+
+from gateway.background import follow
+from gateway.errors import InvalidRequest
+from gateway.normalize import item_to_wire
+from gateway.sse import SSE_HEADERS
+from gateway.stateful import Stateful
+from gateway.store import RedisStore, response_not_found
+
+__all__ = ["RESPONSE_ROUTES", "page_items"]
+
+_JSON = msgspec.json.Encoder()
+_TRUE = {"true", "1", "yes"}
+_FALSE = {"false", "0", "no"}
+
+
+def _store(request: Request[Any, Any, Any]) -> RedisStore:
+    stateful: Stateful = request.app.state.stateful
+    return stateful.store
+
+
+def _json(obj: Any) -> HttpResponse[bytes]:
+    return HttpResponse(_JSON.encode(obj), media_type="application/json")
+
+
+def _flag(value: str | None, name: str) -> bool:
+    if value is None or value.lower() in _FALSE:
+        return False
+    if value.lower() in _TRUE:
+        return True
+    raise InvalidRequest(f"Invalid value for '{name}': expected true or false.", param=name)
+
+
+def _integer(value: str | None, name: str, *, default: int, low: int, high: int | None = None) -> int:
+    if value is None:
+        return default
+    try:
+        number = int(value)
+    except ValueError:
+        raise InvalidRequest(f"Invalid value for '{name}': expected an integer.", param=name) from None
+    if number < low or (high is not None and number > high):
+        bounds = f"between {low} and {high}" if high is not None else f"at least {low}"
+        raise InvalidRequest(f"Invalid value for '{name}': must be {bounds}.", param=name)
+    return number
+
+
+def page_items(items: list[dict[str, Any]], *, after: str | None, limit: int, order: str) -> dict[str, Any]:
+    """A `ResponseItemList` page: `order` desc lists the newest item first; `after` is an item id cursor."""
+    ordered = items[::-1] if order == "desc" else items
+    start = 0
+    if after is not None:
+        position = next((i for i, item in enumerate(ordered) if item.get("id") == after), None)
+        if position is None:
+            raise InvalidRequest(f"No input item with id '{after}' in this response.", param="after")
+        start = position + 1
+    data = ordered[start : start + limit]
+    return {
+        "object": "list",
+        "data": data,
+        "first_id": data[0]["id"] if data else None,
+        "last_id": data[-1]["id"] if data else None,
+        "has_more": start + limit < len(ordered),
+    }
+
+
+@get("/v1/responses/{response_id:str}")
+async def retrieve_response(request: Request[Any, Any, Any], response_id: FromPath[str]) -> HttpResponse[Any]:
+    store = _store(request)
+    query = request.query_params
+    stream = _flag(query.get("stream"), "stream")
+    after = _integer(query.get("starting_after"), "starting_after", default=-1, low=-1)
+    stored = await store.get(response_id)
+    if stored is None:
+        raise response_not_found(response_id)
+    if stored.background and stored.response.status in ("queued", "in_progress"):
+        if await store.reap(response_id) == "reaped":  # its owner died: it is failed now
+            stored = await store.get(response_id) or stored
+    if not stream:
+        return _json(stored.response)
+    if not stored.background:
+        raise InvalidRequest(
+            f"Response '{response_id}' was not created with `background: true`; only background responses "
+            "can be streamed again.",
+            param="stream",
+        )
+    return Stream(follow(store, response_id, after), media_type="text/event-stream", headers=SSE_HEADERS)
+
+
+@delete("/v1/responses/{response_id:str}", status_code=200)
+async def delete_response(request: Request[Any, Any, Any], response_id: FromPath[str]) -> HttpResponse[Any]:
+    if not await _store(request).delete(response_id):
+        raise response_not_found(response_id)
+    return _json({"id": response_id, "object": "response.deleted", "deleted": True})
+
+
+@get("/v1/responses/{response_id:str}/input_items")
+async def list_input_items(request: Request[Any, Any, Any], response_id: FromPath[str]) -> HttpResponse[Any]:
+    query = request.query_params
+    limit = _integer(query.get("limit"), "limit", default=20, low=1, high=100)
+    order = query.get("order", "desc")
+    if order not in ("asc", "desc"):
+        raise InvalidRequest("Invalid value for 'order': expected 'asc' or 'desc'.", param="order")
+    items = await _store(request).input_items(response_id)
+    if items is None:
+        raise response_not_found(response_id)
+    return _json(page_items([item_to_wire(item) for item in items], after=query.get("after"), limit=limit, order=order))
+
+
+@post("/v1/responses/{response_id:str}/cancel", status_code=200)
+async def cancel_response(request: Request[Any, Any, Any], response_id: FromPath[str]) -> HttpResponse[Any]:
+    stored = await _store(request).cancel(response_id)
+    return _json(stored.response)
+
+
+RESPONSE_ROUTES = [retrieve_response, delete_response, list_input_items, cancel_response]

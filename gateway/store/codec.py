@@ -1,0 +1,75 @@
+"""msgpack for stored values, JSON for logged events; and the response as a reader sees it."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import msgspec
+
+from gateway.events import Event
+from gateway.protocol import InputItem, OutputItem, Response, ResponseError, UnknownItem
+
+__all__ = [
+    "item_id",
+    "decode_input",
+    "decode_item",
+    "decode_output",
+    "decode_response",
+    "encode",
+    "event_triples",
+    "present",
+]
+
+_PACK = msgspec.msgpack.Encoder()
+_JSON = msgspec.json.Encoder()
+_INPUT = msgspec.msgpack.Decoder(list[InputItem])
+_OUTPUT = msgspec.msgpack.Decoder(list[OutputItem])
+_ITEM = msgspec.msgpack.Decoder(InputItem)
+_RESPONSE = msgspec.msgpack.Decoder(Response)
+
+LOST = ResponseError(
+    code="response_lost", message="The gateway instance running this background response stopped before it finished."
+)
+
+
+def encode(value: object) -> bytes:
+    return _PACK.encode(value)
+
+
+def decode_input(blob: bytes | None) -> list[InputItem]:
+    return _INPUT.decode(blob) if blob else []
+
+
+def decode_output(blob: bytes | None) -> list[OutputItem]:
+    return _OUTPUT.decode(blob) if blob else []
+
+
+def decode_item(blob: bytes) -> InputItem:
+    return _ITEM.decode(blob)  # type: ignore[no-any-return]
+
+
+def decode_response(blob: bytes) -> Response:
+    return _RESPONSE.decode(blob)
+
+
+def item_id(item: InputItem) -> str | None:
+    """An item's id, if it has one (unknown item types keep theirs in `data`)."""
+    value = item.data.get("id") if isinstance(item, UnknownItem) else getattr(item, "id", None)
+    return value if isinstance(value, str) else None
+
+
+def present(response: Response, status: str, output: list[OutputItem]) -> Response:
+    """The stored response with its current status (the record's `s` field is authoritative:
+    the cancel endpoint and the reaper change it without rewriting the response)."""
+    error = response.error
+    if status == "failed" and error is None:
+        error = LOST  # only the reaper fails a response without an error of its own
+    return msgspec.structs.replace(response, status=status, output=output, error=error)  # type: ignore[arg-type]
+
+
+def event_triples(events: Sequence[Event]) -> list[bytes | int | str]:
+    """Script arguments for logged events: (sequence_number, type, JSON) per event."""
+    args: list[bytes | int | str] = []
+    for event in events:
+        args += [event.sequence_number, event.__struct_config__.tag, _JSON.encode(event)]  # type: ignore[list-item]
+    return args

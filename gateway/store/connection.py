@@ -1,0 +1,69 @@
+"""A redis.asyncio client from `store.url`, with timeouts short enough to fail fast.
+
+`memory://` is fakeredis in this process (Lua through lupa), so the embedded default
+runs exactly the code a Redis server runs. `redis+cluster://` / `rediss+cluster://`
+build a cluster client from the same URL without the `+cluster`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import redis.exceptions as rx
+from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff, NoBackoff
+
+from gateway.config import StoreConfig
+
+__all__ = ["UNAVAILABLE", "connect", "describe_url"]
+
+# Errors meaning "the store cannot be reached right now" (→ 503), as opposed to a bug.
+UNAVAILABLE: tuple[type[BaseException], ...] = (
+    rx.ConnectionError,
+    rx.TimeoutError,
+    rx.BusyLoadingError,
+    rx.ClusterDownError,
+    rx.ClusterError,
+    rx.RedisClusterException,
+    rx.TryAgainError,
+    rx.MasterDownError,
+    rx.ReadOnlyError,
+    OSError,
+    TimeoutError,
+)
+
+
+def connect(config: StoreConfig) -> tuple[Any, str]:
+    """The client and its kind (`memory`, `redis` or `cluster`). Nothing connects yet."""
+    scheme, _, rest = config.url.partition("://")
+    timeouts = {
+        "socket_timeout": config.timeout_seconds,
+        "socket_connect_timeout": config.connect_timeout_seconds,
+    }
+    if scheme == "memory":
+        import fakeredis  # only the embedded store needs it
+
+        return fakeredis.FakeAsyncRedis(server=fakeredis.FakeServer(version=(7, 0))), "memory"
+    if scheme.endswith("+cluster"):
+        from redis.asyncio.cluster import RedisCluster
+
+        url = f"{scheme.removesuffix('+cluster')}://{rest}"
+        # A couple of quick retries ride out slot moves; a dead cluster still fails within a second.
+        retry = Retry(ExponentialBackoff(cap=0.2, base=0.02), 2)
+        return RedisCluster.from_url(url, retry=retry, **timeouts), "cluster"
+    # One immediate retry replaces a pooled connection that died with a restarted server.
+    return Redis.from_url(config.url, retry=Retry(NoBackoff(), 1), **timeouts), "redis"
+
+
+def describe_url(url: str) -> str:
+    """The URL without its password, for /health and logs."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    user = f"{parts.username}:***@" if parts.username else ":***@"
+    return urlunsplit((parts.scheme, user + host, parts.path, parts.query, parts.fragment))

@@ -1,0 +1,305 @@
+"""`RedisStore`: the response store and the background event log over one redis.asyncio client.
+
+Every method is one round trip: a Lua script on one chain's slot, a pipeline, an HMGET
+or an XREAD. Failures to reach Redis become `StoreUnavailable` (503) at once; the client
+reconnects by itself on the next call.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+import msgspec
+import structlog
+from redis.exceptions import RedisError
+
+from gateway.config import StoreConfig
+from gateway.errors import GatewayError, InvalidRequest, NotFound, PreviousResponseNotFound, StoreUnavailable
+from gateway.events import Event
+from gateway.protocol import InputItem, Response
+from gateway.store import scripts
+from gateway.store.base import ChainTurn, Finished, LoggedEvent, Signal, StoredResponse, TurnRecord
+from gateway.store.codec import (
+    decode_input,
+    decode_item,
+    decode_output,
+    decode_response,
+    encode,
+    event_triples,
+    item_id,
+    present,
+)
+from gateway.store.connection import UNAVAILABLE, connect, describe_url
+from gateway.store.keys import Keys, tag_of
+
+__all__ = ["RedisStore", "response_not_found"]
+
+log = structlog.get_logger()
+
+_LOST_EVENT = (
+    '{"type":"error","sequence_number":%d,"code":"response_lost","message":"The gateway instance running this '
+    'background response stopped before it finished.","param":null}'
+)
+
+
+def response_not_found(response_id: str) -> NotFound:
+    return NotFound(f"Response with id '{response_id}' not found.", param="response_id")
+
+
+class RedisStore:
+    """Implements `ResponseStore` and `EventLog` (see `base.py`)."""
+
+    def __init__(
+        self,
+        client: Any,
+        *,
+        kind: str,
+        url: str,
+        prefix: str,
+        ttl_seconds: int,
+        max_chain_depth: int,
+        timeout_seconds: float,
+        lease_seconds: float = 10.0,
+    ) -> None:
+        self.client = client
+        self.kind = kind
+        self.keys = Keys(prefix)
+        self.max_chain_depth = max_chain_depth
+        self._url = describe_url(url)
+        self._ttl_ms = ttl_seconds * 1000
+        self._lease_ms = int(lease_seconds * 1000)
+        self._max_wait = max(0.05, timeout_seconds / 2)  # a blocking read must end before the socket timeout
+        self._scripts = {
+            name: client.register_script(getattr(scripts, name))
+            for name in ("BEGIN", "FINISH", "CHAIN", "APPEND", "HEARTBEAT", "CANCEL", "DELETE", "REAP")
+        }
+        self.state = "unknown"
+        self.error: str | None = None
+
+    @classmethod
+    def from_config(cls, config: StoreConfig, **overrides: Any) -> RedisStore:
+        client, kind = connect(config)
+        options: dict[str, Any] = {
+            "kind": kind,
+            "url": config.url,
+            "prefix": config.key_prefix,
+            "ttl_seconds": config.ttl_seconds,
+            "max_chain_depth": config.max_chain_depth,
+            "timeout_seconds": config.timeout_seconds,
+        }
+        return cls(client, **{**options, **overrides})
+
+    # ------------------------------------------------------------ plumbing
+
+    @contextlib.asynccontextmanager
+    async def _reach(self) -> AsyncIterator[None]:
+        try:
+            yield
+        except UNAVAILABLE as exc:
+            if self.state != "unavailable":
+                log.warning("store_unavailable", url=self._url, error=str(exc))
+            self.state, self.error = "unavailable", f"{type(exc).__name__}: {exc}"
+            raise StoreUnavailable(
+                "The response store is unavailable. Retry shortly, or send `store: false` without "
+                "`previous_response_id` or `item_reference` inputs."
+            ) from None
+        except RedisError as exc:
+            log.error("store_error", url=self._url, exc_info=exc)
+            raise GatewayError("The response store failed.", code="store_error") from None
+        else:
+            if self.state != "ok":
+                log.info("store_available", url=self._url)
+            self.state, self.error = "ok", None
+
+    async def _run(self, script: str, tag: str, response_id: str, *args: Any) -> Any:
+        key = self.keys.record(tag, response_id)
+        async with self._reach():
+            return await self._scripts[script](keys=[key], args=[self.keys.space(tag), response_id, *args])
+
+    # ------------------------------------------------------------- records
+
+    async def chain(self, response_id: str) -> list[ChainTurn]:
+        tag = tag_of(response_id)
+        if tag is None:
+            raise PreviousResponseNotFound(response_id)
+        reply = await self._run("CHAIN", tag, response_id, self.max_chain_depth, self._ttl_ms)
+        kind = reply[0]
+        if kind == b"missing":
+            missing, depth = reply[1].decode(), int(reply[2])
+            if depth == 0:
+                raise PreviousResponseNotFound(response_id)
+            raise PreviousResponseNotFound(
+                missing,
+                f"It is the ancestor {depth} turn(s) before '{response_id}' in its chain, "
+                "and has expired or was deleted.",
+            )
+        if kind == b"cycle":
+            raise InvalidRequest(
+                f"The chain of previous responses from '{response_id}' loops back to '{reply[1].decode()}'.",
+                param="previous_response_id",
+                code="previous_response_chain_invalid",
+            )
+        if kind == b"depth":
+            raise InvalidRequest(
+                f"The chain ending at '{response_id}' has more than {self.max_chain_depth} turns "
+                "(store.max_chain_depth); start a new conversation or send the history as input.",
+                param="previous_response_id",
+                code="previous_response_chain_too_long",
+            )
+        turns = [
+            ChainTurn(status=reply[j].decode(), input=decode_input(reply[j + 1]), output=decode_output(reply[j + 2]))
+            for j in range(1, len(reply), 3)
+        ]
+        turns.reverse()
+        return turns
+
+    async def items(self, item_ids: Sequence[str]) -> dict[str, InputItem]:
+        wanted = [(item_id, tag) for item_id in dict.fromkeys(item_ids) if (tag := tag_of(item_id)) is not None]
+        if not wanted:
+            return {}
+        async with self._reach():
+            pipe = self.client.pipeline(transaction=False)
+            for item_id, tag in wanted:
+                pipe.get(self.keys.item(tag, item_id))
+            values = await pipe.execute()
+        return {item_id: decode_item(blob) for (item_id, _), blob in zip(wanted, values, strict=True) if blob}
+
+    async def begin(self, record: TurnRecord, *, background: bool = False) -> None:
+        response = record.response
+        tag = _tag(response.id)
+        fresh = set(record.new_item_ids)
+        pairs: list[Any] = []
+        for item in record.input:
+            identifier = item_id(item)
+            if identifier in fresh:
+                pairs += [identifier, encode(item)]
+        await self._run(
+            "BEGIN",
+            tag,
+            response.id,
+            self._ttl_ms,
+            response.previous_response_id or "",
+            response.status,
+            encode(msgspec.structs.replace(response, output=[])),
+            encode(record.input),
+            "\n".join(record.new_item_ids),
+            "1" if background else "0",
+            self._lease_ms if background else 0,
+            *pairs,
+        )
+
+    async def finish(self, response: Response, events: Sequence[Event] = ()) -> Finished:
+        tag = _tag(response.id)
+        ids = [item.id for item in response.output if isinstance(item.id, str) and tag_of(item.id) == tag]
+        pairs: list[Any] = []
+        for item in response.output:
+            if item.id in ids:
+                pairs += [item.id, encode(item)]
+        reply = await self._run(
+            "FINISH",
+            tag,
+            response.id,
+            self._ttl_ms,
+            response.status,
+            encode(msgspec.structs.replace(response, output=[])),
+            encode(response.output),
+            "\n".join(ids),
+            len(ids),
+            *pairs,
+            *event_triples(events),
+        )
+        if reply[0] == b"ok":
+            return Finished(outcome="saved")
+        if reply[0] == b"missing":
+            return Finished(outcome="missing")
+        return Finished(outcome="conflict", status=reply[1].decode())
+
+    async def get(self, response_id: str) -> StoredResponse | None:
+        tag = tag_of(response_id)
+        if tag is None:
+            return None
+        async with self._reach():
+            status, blob, output, background = await self.client.hmget(
+                self.keys.record(tag, response_id), ["s", "r", "o", "b"]
+            )
+        if status is None:
+            return None
+        response = present(decode_response(blob), status.decode(), decode_output(output))
+        return StoredResponse(response=response, background=background == b"1")
+
+    async def input_items(self, response_id: str) -> list[InputItem] | None:
+        tag = tag_of(response_id)
+        if tag is None:
+            return None
+        async with self._reach():
+            status, blob = await self.client.hmget(self.keys.record(tag, response_id), ["s", "i"])
+        return None if status is None else decode_input(blob)
+
+    async def delete(self, response_id: str) -> bool:
+        tag = tag_of(response_id)
+        if tag is None:
+            return False
+        return bool(await self._run("DELETE", tag, response_id))
+
+    # ----------------------------------------------------------- event log
+
+    async def append(self, response_id: str, events: Sequence[Event], status: str | None = None) -> Signal:
+        reply = await self._run("APPEND", _tag(response_id), response_id, self._ttl_ms, status or "",
+                                *event_triples(events))
+        return reply.decode()  # type: ignore[no-any-return]
+
+    async def heartbeat(self, response_id: str) -> Signal:
+        reply = await self._run("HEARTBEAT", _tag(response_id), response_id, self._lease_ms)
+        return reply.decode()  # type: ignore[no-any-return]
+
+    async def read(self, response_id: str, after: int, wait: float) -> list[LoggedEvent]:
+        key = self.keys.events(_tag(response_id), response_id)
+        block = int(min(wait, self._max_wait) * 1000) if wait > 0 else None  # never 0: that blocks forever
+        async with self._reach():
+            reply = await self.client.xread({key: f"0-{after + 1}"}, count=512, block=block)
+        entries = reply[0][1] if reply else []
+        return [
+            LoggedEvent(sequence_number=int(entry_id.split(b"-")[1]) - 1, type=fields[b"t"].decode(), data=fields[b"d"])
+            for entry_id, fields in entries
+        ]
+
+    async def cancel(self, response_id: str) -> StoredResponse:
+        tag = tag_of(response_id)
+        if tag is None:
+            raise response_not_found(response_id)
+        reply = await self._run("CANCEL", tag, response_id, self._ttl_ms)
+        if reply[0] == b"missing":
+            raise response_not_found(response_id)
+        if reply[0] == b"foreground":
+            raise InvalidRequest(
+                f"Response '{response_id}' was not created with `background: true`; only background responses "
+                "can be cancelled.",
+                param="response_id",
+            )
+        response = present(decode_response(reply[2]), reply[1].decode(), decode_output(reply[3]))
+        return StoredResponse(response=response, background=True)
+
+    async def reap(self, response_id: str) -> str:
+        reply = await self._run("REAP", _tag(response_id), response_id, self._ttl_ms, _LOST_EVENT)
+        return reply.decode()  # type: ignore[no-any-return]
+
+    # -------------------------------------------------------------- state
+
+    async def health(self) -> dict[str, Any]:
+        with contextlib.suppress(GatewayError):
+            async with self._reach():
+                await self.client.ping()
+        return {"backend": self.kind, "url": self._url, "state": self.state, "error": self.error}
+
+    async def aclose(self) -> None:
+        with contextlib.suppress(Exception):  # closing a client whose server is gone must not fail shutdown
+            await self.client.aclose()
+
+
+def _tag(response_id: str) -> str:
+    tag = tag_of(response_id)
+    if tag is None:  # ids reaching writes were issued by this gateway
+        raise ValueError(f"not a store id: {response_id!r}")
+    return tag

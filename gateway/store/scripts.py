@@ -1,0 +1,167 @@
+"""Server-side Lua: each script touches one chain's keys only (one hash tag, one slot).
+
+Keys under `<space>` = `<prefix>:{<tag>}`:
+    :r:<resp>   hash  p (previous id), s (status), r (response, msgpack, output left out),
+                      o (output items), i (this turn's input items), k (indexed item ids,
+                      newline-separated), b ("1" for background)
+    :i:<item>   string, one item (msgpack): what `item_reference` resolves
+    :e:<resp>   stream of events, entry id 0-(sequence_number+1), fields t (type) d (JSON)
+    :c:<resp>   cancel flag of a background response
+    :o:<resp>   owner lease of a background response (short PX, renewed by the owner)
+The record key is always KEYS[1]; the other names are built from ARGV[1] (the space),
+which is legal in a cluster because they share KEYS[1]'s hash tag.
+"""
+
+from __future__ import annotations
+
+__all__ = ["APPEND", "BEGIN", "CANCEL", "CHAIN", "DELETE", "FINISH", "HEARTBEAT", "REAP"]
+
+_PRELUDE = r"""
+local TERMINAL = {completed = true, incomplete = true, failed = true, cancelled = true}
+
+local function top_of(stream)
+  local last = redis.call('XREVRANGE', stream, '+', '-', 'COUNT', 1)
+  if last[1] then return tonumber(string.match(last[1][1], '%-(%d+)$')) end
+  return 0
+end
+
+-- ARGV[from..] holds (sequence_number, type, data) triples; a retried call never duplicates.
+local function append(stream, from, ttl)
+  if from > #ARGV then return end
+  local top = top_of(stream)
+  for j = from, #ARGV, 3 do
+    local id = tonumber(ARGV[j]) + 1
+    if id > top then
+      redis.call('XADD', stream, '0-' .. id, 't', ARGV[j + 1], 'd', ARGV[j + 2])
+      top = id
+    end
+  end
+  redis.call('PEXPIRE', stream, ttl)
+end
+"""
+
+# ARGV: space, id, ttl_ms, prev, status, response, input, item_ids, background, lease_ms, (item_id, item)*
+BEGIN = _PRELUDE + r"""
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], 'p', ARGV[4], 's', ARGV[5], 'r', ARGV[6], 'o', '', 'i', ARGV[7],
+           'k', ARGV[8], 'b', ARGV[9])
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+for j = 11, #ARGV, 2 do
+  redis.call('SET', ARGV[1] .. ':i:' .. ARGV[j], ARGV[j + 1], 'PX', ARGV[3])
+end
+if tonumber(ARGV[10]) > 0 then
+  redis.call('SET', ARGV[1] .. ':o:' .. ARGV[2], '1', 'PX', ARGV[10])
+end
+return 1
+"""
+
+# ARGV: space, id, ttl_ms, status, response, output, new_item_ids, n, (item_id, item)*n, (seq, type, data)*
+# The first terminal status wins, except that the same status may be written again
+# (the owner adds the partial output to a response the cancel endpoint already ended).
+FINISH = _PRELUDE + r"""
+local cur = redis.call('HGET', KEYS[1], 's')
+if not cur then return {'missing'} end
+if TERMINAL[cur] and cur ~= ARGV[4] then return {'conflict', cur} end
+redis.call('HSET', KEYS[1], 's', ARGV[4], 'r', ARGV[5], 'o', ARGV[6])
+if ARGV[7] ~= '' then
+  local k = redis.call('HGET', KEYS[1], 'k')
+  if k and k ~= '' then k = k .. '\n' .. ARGV[7] else k = ARGV[7] end
+  redis.call('HSET', KEYS[1], 'k', k)
+end
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+local n = tonumber(ARGV[8])
+for j = 9, 8 + 2 * n, 2 do
+  redis.call('SET', ARGV[1] .. ':i:' .. ARGV[j], ARGV[j + 1], 'PX', ARGV[3])
+end
+append(ARGV[1] .. ':e:' .. ARGV[2], 9 + 2 * n, ARGV[3])
+redis.call('DEL', ARGV[1] .. ':o:' .. ARGV[2])
+return {'ok'}
+"""
+
+# ARGV: space, start_id, max_depth, ttl_ms. Returns {'ok', (status, input, output)*} newest
+# first, or {'missing', id, depth} / {'cycle', id} / {'depth', id}.
+# Walking a chain renews the TTL of turns past half their life, so a conversation in use never
+# loses its beginning, and a chain walked often is not rewritten on every turn.
+CHAIN = _PRELUDE + r"""
+local space, id, max, ttl = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
+local half = tonumber(ttl) / 2
+local out, seen, depth = {'ok'}, {}, 0
+while id ~= '' do
+  if seen[id] then return {'cycle', id} end
+  if depth == max then return {'depth', id} end
+  seen[id] = true
+  local key = space .. ':r:' .. id
+  local rec = redis.call('HMGET', key, 'p', 's', 'i', 'o', 'k')
+  if not rec[2] then return {'missing', id, tostring(depth)} end
+  depth = depth + 1
+  out[#out + 1] = rec[2]
+  out[#out + 1] = rec[3] or ''
+  out[#out + 1] = rec[4] or ''
+  if redis.call('PTTL', key) < half then
+    redis.call('PEXPIRE', key, ttl)
+    for item in string.gmatch(rec[5] or '', '[^\n]+') do
+      redis.call('PEXPIRE', space .. ':i:' .. item, ttl)
+    end
+  end
+  id = rec[1] or ''
+end
+return out
+"""
+
+# ARGV: space, id, ttl_ms, status ('' keeps it), (seq, type, data)*
+APPEND = _PRELUDE + r"""
+local cur = redis.call('HGET', KEYS[1], 's')
+if not cur then return 'missing' end
+if ARGV[4] ~= '' and not TERMINAL[cur] then redis.call('HSET', KEYS[1], 's', ARGV[4]) end
+append(ARGV[1] .. ':e:' .. ARGV[2], 5, ARGV[3])
+if redis.call('EXISTS', ARGV[1] .. ':c:' .. ARGV[2]) == 1 then return 'cancel' end
+return 'ok'
+"""
+
+# ARGV: space, id, lease_ms
+HEARTBEAT = r"""
+if redis.call('EXISTS', KEYS[1]) == 0 then return 'missing' end
+redis.call('SET', ARGV[1] .. ':o:' .. ARGV[2], '1', 'PX', ARGV[3])
+if redis.call('EXISTS', ARGV[1] .. ':c:' .. ARGV[2]) == 1 then return 'cancel' end
+return 'ok'
+"""
+
+# ARGV: space, id, ttl_ms. Returns {'missing'} | {'foreground'} | {'ok', status, response, output}
+CANCEL = _PRELUDE + r"""
+local rec = redis.call('HMGET', KEYS[1], 's', 'b')
+if not rec[1] then return {'missing'} end
+if rec[2] ~= '1' then return {'foreground'} end
+if not TERMINAL[rec[1]] then
+  redis.call('HSET', KEYS[1], 's', 'cancelled')
+  redis.call('SET', ARGV[1] .. ':c:' .. ARGV[2], '1', 'PX', ARGV[3])
+end
+local now = redis.call('HMGET', KEYS[1], 's', 'r', 'o')
+return {'ok', now[1], now[2], now[3]}
+"""
+
+# ARGV: space, id. An owner still running sees its record gone and stops.
+DELETE = r"""
+local rec = redis.call('HMGET', KEYS[1], 's', 'k')
+if not rec[1] then return 0 end
+for item in string.gmatch(rec[2] or '', '[^\n]+') do
+  redis.call('DEL', ARGV[1] .. ':i:' .. item)
+end
+redis.call('DEL', KEYS[1], ARGV[1] .. ':e:' .. ARGV[2], ARGV[1] .. ':o:' .. ARGV[2], ARGV[1] .. ':c:' .. ARGV[2])
+return 1
+"""
+
+# ARGV: space, id, ttl_ms, error-event JSON with one %d (its sequence number).
+# A background response whose owner lease lapsed (the process died) is ended as failed,
+# with a terminal event, so pollers and followers never wait forever.
+REAP = _PRELUDE + r"""
+local rec = redis.call('HMGET', KEYS[1], 's', 'b')
+if not rec[1] then return 'missing' end
+if TERMINAL[rec[1]] or rec[2] ~= '1' then return rec[1] end
+if redis.call('EXISTS', ARGV[1] .. ':o:' .. ARGV[2]) == 1 then return rec[1] end
+redis.call('HSET', KEYS[1], 's', 'failed')
+local stream = ARGV[1] .. ':e:' .. ARGV[2]
+local top = top_of(stream)
+redis.call('XADD', stream, '0-' .. (top + 1), 't', 'error', 'd', string.format(ARGV[4], top))
+redis.call('PEXPIRE', stream, ARGV[3])
+return 'reaped'
+"""

@@ -1,0 +1,24 @@
+"""Store writes that must finish even when the request that started them is cancelled."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable
+from typing import TypeVar
+
+import anyio
+
+from gateway.errors import StoreUnavailable
+
+__all__ = ["shielded"]
+
+T = TypeVar("T")
+
+
+async def shielded(awaitable: Awaitable[T], timeout: float = 5.0) -> T:
+    """Await to the end despite cancellation (a client gone, a cancel), but never longer than `timeout`."""
+    with anyio.CancelScope(shield=True):
+        try:
+            with anyio.fail_after(timeout):
+                return await awaitable
+        except TimeoutError:
+            raise StoreUnavailable("The response store did not answer in time.") from None

@@ -1,0 +1,123 @@
+"""Output parsing with mlx-lm's text state machine and tool parsers, fed a character at a time."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+
+import pytest
+
+from gateway.adapters.base import Delta, ReasoningDelta, TextDelta, ToolCallArguments, ToolCallStart
+
+pytestmark = pytest.mark.mlx
+
+TOOLS = [{"type": "function", "function": {"name": "get_weather", "description": "", "parameters": {}}}]
+
+
+def parser(  # type: ignore[no-untyped-def]
+    tools: list | None = None, stop: list[str] | None = None, initial: str = "normal"
+):
+    from mlx_lm.tool_parsers import json_tools
+
+    from gateway.adapters.mlx.parse import Markers, OutputParser
+
+    markers = Markers(think_start="<think>", think_end="</think>", call_start="<tool_call>", call_end="</tool_call>",
+                      parse_call=json_tools.parse_tool_call)
+    return OutputParser(markers, tools=TOOLS if tools is None else tools, stop=stop or [], initial=initial)
+
+
+def run(text: str, **kwargs: object) -> list[Delta]:
+    p = parser(**kwargs)  # type: ignore[arg-type]
+    out: list[Delta] = []
+    for ch in text:  # the worst case: every marker arrives split into single characters
+        out += p.feed(ch)
+    return out + p.close()
+
+
+def merged(deltas: list[Delta]) -> Iterator[tuple[str, str]]:
+    kind, buffer = "", ""
+    for d in deltas:
+        k = type(d).__name__
+        text = d.name if isinstance(d, ToolCallStart) else d.text  # type: ignore[union-attr]
+        if k == kind and k in ("TextDelta", "ReasoningDelta", "ToolCallArguments"):
+            buffer += text
+            continue
+        if kind:
+            yield kind, buffer
+        kind, buffer = k, text
+    if kind:
+        yield kind, buffer
+
+
+def test_think_text_and_a_tool_call_split_into_characters() -> None:
+    call = '{"name": "get_weather", "arguments": {"city": "Paris"}}'
+    out = run(f"<think>Look it up.</think>It is sunny.\n<tool_call>\n{call}\n</tool_call>")
+    assert list(merged(out)) == [
+        ("ReasoningDelta", "Look it up."),
+        ("TextDelta", "It is sunny.\n"),
+        ("ToolCallStart", "get_weather"),
+        ("ToolCallArguments", '{"city": "Paris"}'),
+    ]
+    assert not any("<" in d.text for d in out if isinstance(d, TextDelta))
+
+
+def test_answers_starting_inside_a_think_block() -> None:
+    out = run("still thinking</think>done", initial="reasoning")
+    assert list(merged(out)) == [("ReasoningDelta", "still thinking"), ("TextDelta", "done")]
+
+
+def test_two_calls_in_a_row() -> None:
+    one = '<tool_call>\n{"name": "a", "arguments": {}}\n</tool_call>'
+    two = '<tool_call>\n{"name": "b", "arguments": {"x": 1}}\n</tool_call>'
+    out = run(one + two)
+    starts = [d.name for d in out if isinstance(d, ToolCallStart)]
+    args = [json.loads(d.text) for d in out if isinstance(d, ToolCallArguments)]
+    assert starts == ["a", "b"] and args == [{}, {"x": 1}]
+
+
+class _Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+def test_a_malformed_call_comes_back_as_text_with_a_warning() -> None:
+    handler = _Records()
+    logger = logging.getLogger("gateway.mlx.parse")
+    logger.addHandler(handler)
+    try:
+        out = run('Here: <tool_call>\n{"name": "get_weather", "arguments": {"city": \n</tool_call> after')
+    finally:
+        logger.removeHandler(handler)
+    assert not any(isinstance(d, ToolCallStart) for d in out)
+    text = "".join(d.text for d in out if isinstance(d, TextDelta))
+    assert text == 'Here: <tool_call>\n{"name": "get_weather", "arguments": {"city": \n</tool_call> after'
+    assert [r.levelno for r in handler.records] == [logging.WARNING]
+
+
+def test_an_unterminated_call_is_still_parsed_at_the_end() -> None:
+    out = run('<tool_call>\n{"name": "get_weather", "arguments": {"city": "Oslo"}}\n')
+    assert [type(d).__name__ for d in out] == ["ToolCallStart", "ToolCallArguments"]
+
+
+def test_without_tools_markup_is_just_text() -> None:
+    text = '<tool_call>{"name": "x"}</tool_call>'
+    assert "".join(d.text for d in run(text, tools=[])) == text  # type: ignore[union-attr]
+
+
+def test_stop_strings_end_the_answer_even_when_split() -> None:
+    p = parser(stop=["END"])
+    out = p.feed("one two E") + p.feed("N") + p.feed("D three") + p.feed("more") + p.close()
+    assert "".join(d.text for d in out if isinstance(d, TextDelta)) == "one two "
+    assert p.stopped
+
+
+def test_a_partial_marker_at_the_end_is_released_as_text() -> None:
+    out = run("answer <tool")
+    assert "".join(d.text for d in out) == "answer <tool"  # type: ignore[union-attr]
+    assert all(isinstance(d, TextDelta) for d in out)
+    assert not any(isinstance(d, ReasoningDelta) for d in out)

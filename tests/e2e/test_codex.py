@@ -1,0 +1,96 @@
+"""Codex CLI (pinned, real binary) against the gateway, asserting what happened on disk and in the gateway."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from gateway.config import parse_config
+from tests.e2e.harness import REPO, VERSIONS, gateway, run_codex
+
+PATCH = "*** Begin Patch\\n*** Add File: hello.txt\\n+patched by a local model\\n*** End Patch\\n"
+
+
+def test_versions_are_pinned(bins: Path) -> None:
+    import subprocess
+
+    out = subprocess.run([str(bins / "codex"), "--version"], capture_output=True, text=True, timeout=60).stdout
+    assert out.strip() == f"codex-cli {VERSIONS['@openai/codex']}"
+
+
+def test_shell_tool_loop(bins: Path, tmp_path: Path) -> None:
+    config = parse_config("""
+models:
+  - name: local-coder
+    adapter: scripted
+    script:
+      steps:
+        - reasoning: "I will write the proof file."
+          text: "Writing the proof file."
+          calls: [{function: exec_command, arguments: {cmd: "printf hello > proof.txt && cat proof.txt"}}]
+        - text: "proof.txt now says hello."
+""")
+    project = tmp_path / "project"
+    project.mkdir()
+    with gateway(config, tmp_path) as gw:
+        run = run_codex(bins, gw, config, project, "Create proof.txt containing hello")
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert (project / "proof.txt").read_text() == "hello"
+    (command,) = run.items("command_execution")
+    assert command["exit_code"] == 0 and "hello" in command["aggregated_output"]
+    assert run.items("agent_message")[-1]["text"] == "proof.txt now says hello."
+    assert any(e["type"] == "turn.completed" for e in run.events)
+    turns = gw.for_model("local-coder")
+    assert [r.status for r in turns] == [200, 200]
+    assert [r.fields["tool_outputs"] for r in turns] == [0, 1]  # the command's output came back
+    assert turns[0].fields["client"].startswith("codex_exec/")
+
+
+def test_freeform_apply_patch_through_the_wrap_policy(bins: Path, tmp_path: Path) -> None:
+    # The model calls the *wrapped* function; the gateway turns it back into Codex's custom tool call.
+    config = parse_config(f"""
+models:
+  - name: local-coder
+    adapter: scripted
+    script:
+      steps:
+        - calls: [{{function: apply_patch, arguments: {{input: "{PATCH}"}}}}]
+        - text: "Added hello.txt."
+""")
+    project = tmp_path / "project"
+    project.mkdir()
+    with gateway(config, tmp_path) as gw:
+        run = run_codex(bins, gw, config, project, "Add hello.txt")
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert (project / "hello.txt").read_text() == "patched by a local model\n"
+    (change,) = run.items("file_change")
+    assert change["status"] == "completed" and change["changes"][0]["kind"] == "add"
+    first, second = gw.for_model("local-coder")
+    assert "tool:apply_patch:wrap" in first.fields["degradations"]  # Codex declared the freeform tool
+    assert second.fields["tool_outputs"] == 1
+
+
+def test_mcp_namespace_call_is_mapped_back(bins: Path, tmp_path: Path) -> None:
+    marker = tmp_path / "marker.txt"
+    config = parse_config("""
+models:
+  - name: local-coder
+    adapter: scripted
+    script:
+      steps:
+        - calls: [{function: mcp__marker__write_marker, arguments: {text: "called through the namespace"}}]
+        - text: "The marker is written."
+""")
+    server = f'{{command = "{sys.executable}", args = ["{REPO / "tests" / "e2e" / "mcp_server.py"}"], ' \
+             f'env = {{MARKER_FILE = "{marker}"}}, default_tools_approval_mode = "approve"}}'
+    project = tmp_path / "project"
+    project.mkdir()
+    with gateway(config, tmp_path) as gw:
+        run = run_codex(bins, gw, config, project, "Write the marker", extra_toml=f"mcp_servers.marker = {server}\n")
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert marker.read_text() == "called through the namespace\n"
+    (call,) = run.items("mcp_tool_call")
+    assert (call["server"], call["tool"], call["status"]) == ("marker", "write_marker", "completed")
+    first, second = gw.for_model("local-coder")
+    assert "tool:mcp__marker:expand" in first.fields["degradations"]
+    assert second.fields["tool_outputs"] == 1

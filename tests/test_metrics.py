@@ -1,0 +1,54 @@
+from __future__ import annotations
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from gateway.metrics import Metrics
+
+
+def samples(metrics: Metrics) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    out = {}
+    for family in text_string_to_metric_families(metrics.exposition().decode()):
+        for sample in family.samples:
+            out[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return out
+
+
+def test_request_fields_become_metrics() -> None:
+    metrics = Metrics()
+    metrics.observe("/v1/responses", 200, {"model": "m", "ttft_ms": 120.0, "input_tokens": 50, "output_tokens": 20,
+                                           "cached_tokens": 30, "tokens_per_second": 95.0,
+                                           "response_status": "completed",
+                                           "degradations": ["tool:web_search:note", "tool:apply_patch:wrap"]}, 0.5)
+    metrics.observe("/v1/responses", 404, {}, 0.001)
+    got = samples(metrics)
+    assert got[("mlxgw_requests_total", (("endpoint", "/v1/responses"), ("model", "m"), ("status", "200")))] == 1
+    assert got[("mlxgw_requests_total", (("endpoint", "/v1/responses"), ("model", ""), ("status", "404")))] == 1
+    assert got[("mlxgw_tokens_total", (("kind", "output"), ("model", "m")))] == 20
+    assert got[("mlxgw_tokens_total", (("kind", "cached"), ("model", "m")))] == 30
+    assert got[("mlxgw_time_to_first_token_seconds_sum", (("model", "m"),))] == 0.12
+    assert got[("mlxgw_output_tokens_per_second_count", (("model", "m"),))] == 1
+    assert got[("mlxgw_responses_total", (("model", "m"), ("status", "completed")))] == 1
+    assert got[("mlxgw_degradations_total", (("action", "note"), ("kind", "tool")))] == 1
+    assert got[("mlxgw_degradations_total", (("action", "wrap"), ("kind", "tool")))] == 1
+
+
+def test_state_is_read_at_scrape_time() -> None:
+    state = {"models": {"m": {"state": "loaded", "active": 2, "queued": 1, "memory_bytes": 1024, "loads": 3,
+                              "evictions": 1, "prefix_cache_hits": 7}},
+             "store": {"backend": "redis", "ok": False, "errors": 4}}
+    got = samples(Metrics(lambda: state))
+    assert got[("mlxgw_model_state", (("model", "m"), ("state", "loaded")))] == 1
+    assert got[("mlxgw_model_active_requests", (("model", "m"),))] == 2
+    assert got[("mlxgw_model_queue_depth", (("model", "m"),))] == 1
+    assert got[("mlxgw_model_loads_total", (("model", "m"),))] == 3
+    assert got[("mlxgw_prefix_cache_hits_total", (("model", "m"),))] == 7
+    assert got[("mlxgw_store_up", (("backend", "redis"),))] == 0
+    assert got[("mlxgw_store_errors_total", ())] == 4
+    state["models"]["m"]["state"] = "unloaded"
+    assert ("mlxgw_model_state", (("model", "m"), ("state", "unloaded"))) in samples(Metrics(lambda: state))
+
+
+def test_registries_are_per_instance() -> None:
+    first, second = Metrics(), Metrics()
+    first.observe("/health", 200, {}, 0.001)
+    assert not any(name == "mlxgw_requests_total" for name, _ in samples(second))
