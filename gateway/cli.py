@@ -36,6 +36,10 @@ def _parser() -> argparse.ArgumentParser:
     models = commands.add_parser("models", help="list the models a manifest serves")
     models.add_argument("--config", default=_default_config())
 
+    pull = commands.add_parser("pull", help="download (hf:) or build (dummy) a model's files before serving it")
+    pull.add_argument("name", help="a model name or alias from the manifest")
+    pull.add_argument("--config", default=_default_config())
+
     clients = commands.add_parser("clients", help="print client configuration for the served models")
     clients.add_argument("client", choices=["codex", "opencode"])
     clients.add_argument("--config", default=_default_config())
@@ -78,6 +82,38 @@ def _models(config: GatewayConfig) -> int:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+    return 0
+
+
+def _pull(config: GatewayConfig, name: str) -> int:
+    """Fetch a model's files into the caches the workers read, with a progress bar (huggingface-hub's)."""
+    from pathlib import Path
+
+    from gateway.adapters.mlx.model import LoadError, resolve_source
+    from gateway.adapters.mlx.pool import default_cache_dir
+    from gateway.config import MlxModel
+    from gateway.errors import ModelNotFound
+    from gateway.routing import resolve_model
+
+    try:
+        model = resolve_model(config, name)
+    except ModelNotFound as exc:
+        print(f"gateway: {exc.message}", file=sys.stderr)
+        return 1
+    if not isinstance(model, MlxModel):
+        print(f"{model.name}: a {model.__struct_config__.tag} model has no files to pull")
+        return 0
+
+    def status(stage: str, done: int, total: int) -> None:
+        if stage != "downloading":  # downloads draw their own progress bar
+            print(f"{model.name}: {stage}", file=sys.stderr)
+
+    try:
+        path = resolve_source(model, default_cache_dir(config.mlx), status)
+    except LoadError as exc:
+        print(f"gateway: {model.name}: {exc}", file=sys.stderr)
+        return 1
+    print(f"{model.name}: ready at {Path(path)}")
     return 0
 
 
@@ -157,6 +193,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _models(config)
     if args.command == "clients":
         return _clients(config, args)
+    if args.command == "pull":
+        return _pull(config, args.name)
     return _run(config, args)
 
 

@@ -226,6 +226,9 @@ class MlxSettings(Base):
     max_memory_gb: Annotated[float, Meta(gt=0)] | None = None
     slot_wait_seconds: Annotated[float, Meta(ge=0)] = 120.0
     cache_dir: str | None = None  # default: $MLXGW_CACHE_DIR, else ~/.cache/mlx-gateway
+    # Local model sources must lie inside one of these directories (empty: any). A manifest an admin
+    # can hot-reload must not be able to point a worker at arbitrary files.
+    allowed_paths: list[str] = []
 
 
 class GatewayConfig(Base):
@@ -291,6 +294,7 @@ def semantic_problems(config: GatewayConfig) -> list[str]:
             problems.extend(_script_problems(model.script, f"models[{i}].script"))
         if isinstance(model, MlxModel):
             problems.extend(_mlx_problems(model, f"models[{i}]"))
+            problems.extend(_path_problems(model, config.mlx.allowed_paths, f"models[{i}].source"))
     problems.extend(_policy_problems(config))
     scheme = config.store.url.split("://", 1)[0] if "://" in config.store.url else ""
     if scheme not in STORE_SCHEMES:
@@ -341,7 +345,9 @@ def _policy_problems(config: GatewayConfig) -> list[str]:
     return problems
 
 
-STORE_SCHEMES = frozenset({"memory", "redis", "rediss", "unix", "redis+cluster", "rediss+cluster"})
+STORE_SCHEMES = frozenset(
+    {"memory", "redis", "rediss", "unix", "redis+cluster", "rediss+cluster", "redis+sentinel", "rediss+sentinel"}
+)
 
 
 def _script_problems(script: Script, path: str) -> list[str]:
@@ -376,6 +382,16 @@ def _mlx_problems(model: MlxModel, path: str) -> list[str]:
         if known and model.tool_parser not in known:
             problems.append(f"{path}.tool_parser: unknown parser '{model.tool_parser}' (known: {', '.join(known)})")
     return problems
+
+
+def _path_problems(model: MlxModel, allowed: list[str], path: str) -> list[str]:
+    if not allowed or model.source == "dummy" or model.source.startswith("hf:"):
+        return []
+    source = Path(model.source).expanduser().resolve()
+    roots = [Path(root).expanduser().resolve() for root in allowed]
+    if any(source == root or root in source.parents for root in roots):
+        return []
+    return [f"{path}: '{model.source}' is outside mlx.allowed_paths ({', '.join(allowed)})"]
 
 
 def available_tool_parsers() -> list[str]:

@@ -73,6 +73,22 @@ def page_items(items: list[dict[str, Any]], *, after: str | None, limit: int, or
     }
 
 
+async def _check_key(request: Request[Any, Any, Any], response_id: str, model: str | None = None) -> None:
+    """A key limited to some models sees only responses of those models (others look absent: 404)."""
+    key = request.scope["state"].get("api_key")
+    if key is None or not key.models:
+        return
+    if model is None:
+        stored = await _store(request).get(response_id)
+        if stored is None:
+            raise response_not_found(response_id)
+        model = stored.response.model
+    config = request.app.state.runtime.config
+    allowed = set(key.models) | {m.name for m in config.models if {m.name, *m.aliases} & set(key.models)}
+    if model not in allowed:
+        raise response_not_found(response_id)
+
+
 @get("/v1/responses/{response_id:str}")
 async def retrieve_response(request: Request[Any, Any, Any], response_id: FromPath[str]) -> HttpResponse[Any]:
     store = _store(request)
@@ -82,6 +98,7 @@ async def retrieve_response(request: Request[Any, Any, Any], response_id: FromPa
     stored = await store.get(response_id)
     if stored is None:
         raise response_not_found(response_id)
+    await _check_key(request, response_id, stored.response.model)
     if stored.background and stored.response.status in ("queued", "in_progress"):
         if await store.reap(response_id) == "reaped":  # its owner died: it is failed now
             stored = await store.get(response_id) or stored
@@ -98,6 +115,7 @@ async def retrieve_response(request: Request[Any, Any, Any], response_id: FromPa
 
 @delete("/v1/responses/{response_id:str}", status_code=200)
 async def delete_response(request: Request[Any, Any, Any], response_id: FromPath[str]) -> HttpResponse[Any]:
+    await _check_key(request, response_id)
     if not await _store(request).delete(response_id):
         raise response_not_found(response_id)
     return _json({"id": response_id, "object": "response.deleted", "deleted": True})
@@ -110,6 +128,7 @@ async def list_input_items(request: Request[Any, Any, Any], response_id: FromPat
     order = query.get("order", "desc")
     if order not in ("asc", "desc"):
         raise InvalidRequest("Invalid value for 'order': expected 'asc' or 'desc'.", param="order")
+    await _check_key(request, response_id)
     items = await _store(request).input_items(response_id)
     if items is None:
         raise response_not_found(response_id)
@@ -118,6 +137,7 @@ async def list_input_items(request: Request[Any, Any, Any], response_id: FromPat
 
 @post("/v1/responses/{response_id:str}/cancel", status_code=200)
 async def cancel_response(request: Request[Any, Any, Any], response_id: FromPath[str]) -> HttpResponse[Any]:
+    await _check_key(request, response_id)
     stored = await _store(request).cancel(response_id)
     return _json(stored.response)
 

@@ -70,3 +70,30 @@ def test_run_serves_until_terminated(tmp_path: Path) -> None:
     log = gateway.log()
     assert "Application shutdown complete" in log
     assert '"event":"request"' in log and '"path":"/v1/responses"' in log
+
+
+def test_pull_builds_a_dummy_and_reports_missing_sources(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    path = write(tmp_path, f"""
+mlx: {{cache_dir: "{tmp_path / 'cache'}"}}
+models:
+  - {{name: tiny, adapter: mlx, source: dummy, dummy: {{hidden_size: 32, layers: 1, heads: 2, kv_heads: 1,
+      intermediate_size: 64, vocab_size: 512}}}}
+  - {{name: remote, adapter: mlx, source: "hf:example-org/not-cached-model"}}
+  - {{name: local, adapter: mlx, source: "{tmp_path / 'nowhere'}"}}
+  - {{name: scripted, adapter: scripted, script: {{mode: echo}}}}
+""")
+    assert main(["pull", "tiny", "--config", path]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("tiny: ready at ") and (tmp_path / "cache").is_dir()
+    built = Path(out.split("ready at ", 1)[1].strip())
+    assert (built / "model.safetensors").is_file() and (built / "tokenizer.json").is_file()
+    assert main(["pull", "remote", "--config", path]) == 1
+    assert "not in the Hugging Face cache and the hub cannot be reached" in capsys.readouterr().err
+    assert main(["pull", "local", "--config", path]) == 1
+    assert "no model directory at" in capsys.readouterr().err
+    assert main(["pull", "scripted", "--config", path]) == 0
+    assert "has no files to pull" in capsys.readouterr().out
+    assert main(["pull", "nope", "--config", path]) == 1

@@ -81,7 +81,7 @@ models:
         "models[1].script.steps[0].calls[0]: give exactly one of 'function' or 'custom'",
         "models[1].script.steps[1]: an empty step (give text, reasoning, calls or error)",
         "store.url: unsupported URL 'mysql://x' (use one of: memory://, redis://, redis+cluster://, "
-        "rediss://, rediss+cluster://, unix://)",
+        "redis+sentinel://, rediss://, rediss+cluster://, rediss+sentinel://, unix://)",
     ]
 
 
@@ -122,3 +122,18 @@ def test_load_config_missing_file(tmp_path) -> None:  # type: ignore[no-untyped-
     with pytest.raises(ConfigError) as info:
         load_config(tmp_path / "nope.yaml")
     assert info.value.problems[0].startswith("cannot read the manifest")
+
+
+def test_local_model_sources_must_be_inside_allowed_paths(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    inside, outside = tmp_path / "models" / "qwen", tmp_path / "elsewhere"
+    manifest = f"""
+mlx: {{allowed_paths: ["{tmp_path / 'models'}"]}}
+models:
+  - {{name: ok, adapter: mlx, source: "{inside}"}}
+  - {{name: sneaky, adapter: mlx, source: "{tmp_path / 'models' / '..' / 'elsewhere'}"}}
+  - {{name: out, adapter: mlx, source: "{outside}"}}
+  - {{name: hub, adapter: mlx, source: "hf:org/repo"}}
+"""
+    found = problems(manifest)
+    assert [p.split(":", 1)[0] for p in found] == ["models[1].source", "models[2].source"]
+    assert "outside mlx.allowed_paths" in found[0]

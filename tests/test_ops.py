@@ -142,3 +142,14 @@ def test_run_refuses_a_public_address_without_keys(tmp_path) -> None:  # type: i
     assert result.returncode == 1
     assert "refusing to listen on 0.0.0.0" in result.stderr
     assert "Uvicorn running" not in result.stderr
+
+
+def test_stored_responses_are_scoped_to_the_key_models(keyed: TestClient) -> None:
+    created = keyed.post("/v1/responses", json={"model": "echo", "input": "x"}, headers=auth("all-key")).json()
+    path = f"/v1/responses/{created['id']}"
+    assert keyed.get(path, headers=auth("all-key")).json()["id"] == created["id"]
+    for method, suffix in (("GET", ""), ("GET", "/input_items"), ("POST", "/cancel"), ("DELETE", "")):
+        assert_envelope(keyed.request(method, path + suffix, headers=auth("demo-key")), 404, param="response_id")
+    assert keyed.get(path, headers=auth("all-key")).status_code == 200  # nothing was deleted by the other key
+    demo = keyed.post("/v1/responses", json={"model": "demo", "input": "x"}, headers=auth("demo-key")).json()
+    assert keyed.get(f"/v1/responses/{demo['id']}", headers=auth("demo-key")).json()["model"] == "scripted"

@@ -2,7 +2,8 @@
 
 `memory://` is fakeredis in this process (Lua through lupa), so the embedded default
 runs exactly the code a Redis server runs. `redis+cluster://` / `rediss+cluster://`
-build a cluster client from the same URL without the `+cluster`.
+build a cluster client from the same URL without the `+cluster`; `redis+sentinel://` follows
+the primary a set of sentinels names.
 """
 
 from __future__ import annotations
@@ -46,6 +47,8 @@ def connect(config: StoreConfig) -> tuple[Any, str]:
         import fakeredis  # only the embedded store needs it
 
         return fakeredis.FakeAsyncRedis(server=fakeredis.FakeServer(version=(7, 0))), "memory"
+    if scheme.endswith("+sentinel"):
+        return _sentinel(scheme.removesuffix("+sentinel"), rest, timeouts), "sentinel"
     if scheme.endswith("+cluster"):
         from redis.asyncio.cluster import RedisCluster
 
@@ -55,6 +58,26 @@ def connect(config: StoreConfig) -> tuple[Any, str]:
         return RedisCluster.from_url(url, retry=retry, **timeouts), "cluster"
     # One immediate retry replaces a pooled connection that died with a restarted server.
     return Redis.from_url(config.url, retry=Retry(NoBackoff(), 1), **timeouts), "redis"
+
+
+def _sentinel(scheme: str, rest: str, timeouts: dict[str, float]) -> Any:
+    """`redis+sentinel://[:password@]host:26379,host2:26379/<service>[/<db>]`: the current primary of
+    `service`, looked up through the sentinels on every (re)connection, so a failover is followed."""
+    from redis.asyncio.sentinel import Sentinel
+
+    parts = urlsplit(f"{scheme}://{rest}")
+    hosts = parts.netloc.rsplit("@", 1)[-1]
+    sentinels = []
+    for entry in hosts.split(","):
+        host, _, port = entry.rpartition(":")
+        sentinels.append((host.strip("[]") or entry, int(port) if port.isdigit() else 26379))
+    path = [segment for segment in parts.path.split("/") if segment]
+    if not path:
+        raise ValueError("a sentinel URL names the monitored service: redis+sentinel://host:26379/<service>[/<db>]")
+    service, db = path[0], int(path[1]) if len(path) > 1 else 0
+    sentinel = Sentinel(sentinels, ssl=scheme == "rediss", **timeouts)
+    return sentinel.master_for(service, db=db, password=parts.password, ssl=scheme == "rediss",
+                               retry=Retry(NoBackoff(), 1), **timeouts)
 
 
 def describe_url(url: str) -> str:

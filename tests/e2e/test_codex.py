@@ -94,3 +94,30 @@ models:
     first, second = gw.for_model("local-coder")
     assert "tool:mcp__marker:expand" in first.fields["degradations"]
     assert second.fields["tool_outputs"] == 1
+
+
+def test_a_turn_on_the_real_mlx_adapter(bins: Path, tmp_path: Path) -> None:
+    """A dummy model through mlx-lm in a worker process. Random weights never stop by themselves, so the
+    test hook forces the answer (the last user message, then EOS) through real generation."""
+    prompt = "Reply with this sentence, word for word."
+    config = parse_config(f"""
+mlx: {{cache_dir: "{tmp_path / 'mlx-cache'}"}}
+models:
+  - name: local-mlx
+    adapter: mlx
+    source: dummy
+    dummy: {{hidden_size: 64, layers: 2, heads: 2, kv_heads: 1, intermediate_size: 128, vocab_size: 1024}}
+    context_length: 32768
+    testing: {{force: last_user}}
+""")
+    project = tmp_path / "project"
+    project.mkdir()
+    with gateway(config, tmp_path) as gw:
+        run = run_codex(bins, gw, config, project, prompt)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.items("agent_message")[-1]["text"] == prompt
+    (turn,) = [e for e in run.events if e["type"] == "turn.completed"]
+    assert turn["usage"]["input_tokens"] > 100 and turn["usage"]["output_tokens"] > 5
+    (request,) = gw.for_model("local-mlx")
+    assert request.status == 200 and request.fields["response_status"] == "completed"
+    assert request.fields["output_tokens"] == turn["usage"]["output_tokens"]
