@@ -153,6 +153,7 @@ def create_app(config: GatewayConfig, *, manifest_path: str | Path | None = None
         app.state.metrics = Metrics()
         app.state.recent = RecentRequests()
         app.state.stateful = Stateful(config.store)  # connects lazily: a Redis that is down does not stop start-up
+        app.state.stateful.store.observe = app.state.metrics.observe_store
         reloader = Reloader(runtime, manifest_path) if manifest_path is not None else None
         app.state.reloader = reloader
         if reloader is not None:

@@ -59,7 +59,7 @@ class _StateCollector(Collector):
         store = state.get("store")
         if isinstance(store, dict):
             up = GaugeMetricFamily("mlxgw_store_up", "1 if the response store answers", labels=["backend"])
-            up.add_metric([str(store.get("backend", store.get("url", "store")))], 1.0 if store.get("ok", True) else 0.0)
+            up.add_metric([str(store.get("backend", "store"))], 1.0 if store.get("state") == "ok" else 0.0)
             yield up
             errors = store.get("errors")
             if isinstance(errors, (int, float)):
@@ -112,6 +112,10 @@ class Metrics:
         for degradation in fields.get("degradations", ()):
             kind, _, rest = str(degradation).partition(":")
             self.degradations.labels(kind, rest.rsplit(":", 1)[-1]).inc()
+
+    def observe_store(self, operation: str, seconds: float) -> None:
+        if operation != "read":  # event-log reads block on purpose while they wait for events
+            self.store_latency.labels(operation).observe(seconds)
 
     def exposition(self, state: dict[str, Any] | None = None) -> bytes:
         """The text format; `state` is the gateway's current state (models, store), gathered by the caller."""

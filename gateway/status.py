@@ -103,7 +103,7 @@ async function refresh() {
       <td>${esc(m.queued ?? 0)}</td><td>${mb(m.memory_bytes)}</td><td>${esc(m.recent_tokens_per_second)}</td></tr>`));
     const store = s.store;
     document.getElementById("store").innerHTML = store
-      ? `<span class="pill ${store.ok === false ? "down" : "ok"}">${store.ok === false ? "unreachable" : "ok"}</span> ${esc(store.url ?? store.backend)}`
+      ? `<span class="pill ${store.state === "ok" ? "ok" : "down"}">${esc(store.state)}</span> ${esc(store.url ?? store.backend)}`
       : "not configured";
     rows("degradations", Object.entries(s.degradations).map(([d, n]) => `<tr><td><code>${esc(d)}</code></td><td>${n}</td></tr>`));
     rows("recent", s.recent.map((r) => `<tr><td>${new Date(r.at * 1000).toLocaleTimeString()}</td>

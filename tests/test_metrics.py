@@ -35,7 +35,7 @@ def test_request_fields_become_metrics() -> None:
 def test_state_is_read_at_scrape_time() -> None:
     state = {"models": {"m": {"state": "loaded", "active": 2, "queued": 1, "memory_bytes": 1024, "loads": 3,
                               "evictions": 1, "prefix_cache_hits": 7}},
-             "store": {"backend": "redis", "ok": False, "errors": 4}}
+             "store": {"backend": "redis", "state": "unavailable", "errors": 4}}
     got = samples(Metrics(lambda: state))
     assert got[("mlxgw_model_state", (("model", "m"), ("state", "loaded")))] == 1
     assert got[("mlxgw_model_active_requests", (("model", "m"),))] == 2

@@ -68,6 +68,10 @@ def test_metrics_after_real_requests(client: TestClient) -> None:
     assert got[("mlxgw_model_state", frozenset({("model", "scripted"), ("state", "ready")}))] == 1
     assert got[("mlxgw_active_streams", frozenset({("model", "scripted")}))] == 0
     assert got[("mlxgw_store_up", frozenset({("backend", "memory")}))] == 1
+    assert got[("mlxgw_store_errors_total", frozenset())] == 0
+    # the two stored responses were written when they began and when they finished, each write timed
+    assert got[("mlxgw_store_latency_seconds_count", frozenset({("operation", "begin")}))] == 2
+    assert got[("mlxgw_store_latency_seconds_count", frozenset({("operation", "finish")}))] == 2
 
 
 def test_api_keys(keyed: TestClient) -> None:

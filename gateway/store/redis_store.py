@@ -8,7 +8,8 @@ reconnects by itself on the next call.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Sequence
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 import msgspec
@@ -77,6 +78,9 @@ class RedisStore:
         }
         self.state = "unknown"
         self.error: str | None = None
+        self.errors = 0
+        # Set by the app to feed the store latency histogram: (operation, seconds) per successful call.
+        self.observe: Callable[[str, float], None] | None = None
 
     @classmethod
     def from_config(cls, config: StoreConfig, **overrides: Any) -> RedisStore:
@@ -94,10 +98,12 @@ class RedisStore:
     # ------------------------------------------------------------ plumbing
 
     @contextlib.asynccontextmanager
-    async def _reach(self) -> AsyncIterator[None]:
+    async def _reach(self, operation: str) -> AsyncIterator[None]:
+        started = time.perf_counter()
         try:
             yield
         except UNAVAILABLE as exc:
+            self.errors += 1
             if self.state != "unavailable":
                 log.warning("store_unavailable", url=self._url, error=str(exc))
             self.state, self.error = "unavailable", f"{type(exc).__name__}: {exc}"
@@ -106,16 +112,19 @@ class RedisStore:
                 "`previous_response_id` or `item_reference` inputs."
             ) from None
         except RedisError as exc:
+            self.errors += 1
             log.error("store_error", url=self._url, exc_info=exc)
             raise GatewayError("The response store failed.", code="store_error") from None
         else:
             if self.state != "ok":
                 log.info("store_available", url=self._url)
             self.state, self.error = "ok", None
+            if self.observe is not None:
+                self.observe(operation, time.perf_counter() - started)
 
     async def _run(self, script: str, tag: str, response_id: str, *args: Any) -> Any:
         key = self.keys.record(tag, response_id)
-        async with self._reach():
+        async with self._reach(script.lower()):
             return await self._scripts[script](keys=[key], args=[self.keys.space(tag), response_id, *args])
 
     # ------------------------------------------------------------- records
@@ -159,7 +168,7 @@ class RedisStore:
         wanted = [(item_id, tag) for item_id in dict.fromkeys(item_ids) if (tag := tag_of(item_id)) is not None]
         if not wanted:
             return {}
-        async with self._reach():
+        async with self._reach("items"):
             pipe = self.client.pipeline(transaction=False)
             for item_id, tag in wanted:
                 pipe.get(self.keys.item(tag, item_id))
@@ -220,7 +229,7 @@ class RedisStore:
         tag = tag_of(response_id)
         if tag is None:
             return None
-        async with self._reach():
+        async with self._reach("get"):
             status, blob, output, background = await self.client.hmget(
                 self.keys.record(tag, response_id), ["s", "r", "o", "b"]
             )
@@ -233,7 +242,7 @@ class RedisStore:
         tag = tag_of(response_id)
         if tag is None:
             return None
-        async with self._reach():
+        async with self._reach("input_items"):
             status, blob = await self.client.hmget(self.keys.record(tag, response_id), ["s", "i"])
         return None if status is None else decode_input(blob)
 
@@ -257,7 +266,7 @@ class RedisStore:
     async def read(self, response_id: str, after: int, wait: float) -> list[LoggedEvent]:
         key = self.keys.events(_tag(response_id), response_id)
         block = int(min(wait, self._max_wait) * 1000) if wait > 0 else None  # never 0: that blocks forever
-        async with self._reach():
+        async with self._reach("read"):
             reply = await self.client.xread({key: f"0-{after + 1}"}, count=512, block=block)
         entries = reply[0][1] if reply else []
         return [
@@ -289,9 +298,9 @@ class RedisStore:
 
     async def health(self) -> dict[str, Any]:
         with contextlib.suppress(GatewayError):
-            async with self._reach():
+            async with self._reach("ping"):
                 await self.client.ping()
-        return {"backend": self.kind, "url": self._url, "state": self.state, "error": self.error}
+        return {"backend": self.kind, "url": self._url, "state": self.state, "error": self.error, "errors": self.errors}
 
     async def aclose(self) -> None:
         with contextlib.suppress(Exception):  # closing a client whose server is gone must not fail shutdown
