@@ -273,7 +273,7 @@ def test_a_response_that_could_not_be_stored_is_never_reported_completed(client:
 def test_health_reports_the_store(client: TestClient) -> None:
     health = client.get("/health").json()
     assert health["status"] == "ok"
-    assert health["store"] == {"backend": "memory", "url": "memory://", "state": "ok", "error": None}
+    assert health["store"] == {"backend": "memory", "url": "memory://", "state": "ok", "error": None, "errors": 0}
 
 
 def test_a_client_that_disconnects_leaves_a_cancelled_response() -> None:
