@@ -92,3 +92,27 @@ models:
         call = final.output[0]
         assert call.type == "custom_tool_call" and call.name == "apply_patch"
         assert call.input.startswith("*** Begin Patch")
+
+
+def test_stream_helper_accepts_keepalives_between_and_inside_items() -> None:
+    """Slow chunks make the gateway send response.in_progress while a message is open and after it closed."""
+    manifest = """
+server: {keepalive_seconds: 0.1}
+models:
+  - name: slow
+    adapter: scripted
+    script:
+      delay_ms: 250
+      chunk_chars: 4
+      steps: [{text: "one two", calls: [{function: exec_command, arguments: {cmd: "ls"}}]}]
+"""
+    with serve(make_config(manifest)) as base:
+        sdk = OpenAI(base_url=f"{base}/v1", api_key="dummy", max_retries=0)
+        with sdk.responses.stream(model="slow", input="go", tools=TOOLS) as stream:
+            kinds = [e.type for e in stream]
+            final = stream.get_final_response()
+    first_done = kinds.index("response.output_item.done")
+    assert "response.in_progress" in kinds[3:first_done]  # while the message was streaming
+    assert "response.in_progress" in kinds[first_done:]  # after an item completed
+    assert [item.type for item in final.output] == ["message", "function_call"]
+    assert final.output_text == "one two"
