@@ -38,13 +38,16 @@ class _StateCollector(Collector):
         memory = GaugeMetricFamily("mlxgw_model_memory_bytes", "Memory the model's worker reports", labels=["model"])
         counters = {
             "loads": CounterMetricFamily("mlxgw_model_loads", "Times the model was loaded", labels=["model"]),
-            "evictions": CounterMetricFamily("mlxgw_model_evictions", "Times the model was unloaded to make room",
+            "unloads": CounterMetricFamily("mlxgw_model_unloads", "Times the model was unloaded (idle or evicted)",
+                                           labels=["model"]),
+            "evictions": CounterMetricFamily("mlxgw_model_evictions", "Unloads to make room for another model",
                                              labels=["model"]),
-            "restarts": CounterMetricFamily("mlxgw_worker_restarts", "Worker processes restarted", labels=["model"]),
-            "prefix_cache_hits": CounterMetricFamily("mlxgw_prefix_cache_hits", "Prompts that reused cached KV",
-                                                     labels=["model"]),
-            "prefix_cache_misses": CounterMetricFamily("mlxgw_prefix_cache_misses", "Prompts prefilled from scratch",
-                                                       labels=["model"]),
+            "crashes": CounterMetricFamily("mlxgw_worker_crashes", "Worker processes that died", labels=["model"]),
+        }
+        cache = {
+            "hits": CounterMetricFamily("mlxgw_prefix_cache_hits", "Prompts that reused cached KV", labels=["model"]),
+            "misses": CounterMetricFamily("mlxgw_prefix_cache_misses", "Prompts prefilled from scratch",
+                                          labels=["model"]),
         }
         for name, info in models.items():
             model_state.add_metric([name, str(info.get("state", "unknown"))], 1)
@@ -55,7 +58,11 @@ class _StateCollector(Collector):
             for key, family in counters.items():
                 if isinstance(info.get(key), (int, float)):
                     family.add_metric([name], float(info[key]))
-        yield from (model_state, active, queued, memory, *counters.values())
+            prefix = info.get("prefix_cache")
+            for key, family in cache.items():
+                if isinstance(prefix, dict) and isinstance(prefix.get(key), (int, float)):
+                    family.add_metric([name], float(prefix[key]))
+        yield from (model_state, active, queued, memory, *counters.values(), *cache.values())
         store = state.get("store")
         if isinstance(store, dict):
             up = GaugeMetricFamily("mlxgw_store_up", "1 if the response store answers", labels=["backend"])

@@ -34,14 +34,18 @@ def test_request_fields_become_metrics() -> None:
 
 def test_state_is_read_at_scrape_time() -> None:
     state = {"models": {"m": {"state": "loaded", "active": 2, "queued": 1, "memory_bytes": 1024, "loads": 3,
-                              "evictions": 1, "prefix_cache_hits": 7}},
+                              "evictions": 1, "crashes": 2, "prefix_cache": {"hits": 7, "misses": 3}}},
              "store": {"backend": "redis", "state": "unavailable", "errors": 4}}
     got = samples(Metrics(lambda: state))
     assert got[("mlxgw_model_state", (("model", "m"), ("state", "loaded")))] == 1
     assert got[("mlxgw_model_active_requests", (("model", "m"),))] == 2
     assert got[("mlxgw_model_queue_depth", (("model", "m"),))] == 1
     assert got[("mlxgw_model_loads_total", (("model", "m"),))] == 3
+    assert got[("mlxgw_model_evictions_total", (("model", "m"),))] == 1
+    assert got[("mlxgw_worker_crashes_total", (("model", "m"),))] == 2
+    assert got[("mlxgw_model_memory_bytes", (("model", "m"),))] == 1024
     assert got[("mlxgw_prefix_cache_hits_total", (("model", "m"),))] == 7
+    assert got[("mlxgw_prefix_cache_misses_total", (("model", "m"),))] == 3
     assert got[("mlxgw_store_up", (("backend", "redis"),))] == 0
     assert got[("mlxgw_store_errors_total", ())] == 4
     state["models"]["m"]["state"] = "unloaded"

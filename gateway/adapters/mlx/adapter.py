@@ -64,7 +64,7 @@ class MlxAdapter:
         self.capabilities = Capabilities(tool_calling=True, vision=False, reasoning=True)
         self.last_used = time.monotonic()
         self.last_error: str | None = None
-        self.counts = {"served": 0, "loads": 0, "crashes": 0, "unloads": 0, "load_failures": 0}
+        self.counts = {"served": 0, "loads": 0, "crashes": 0, "unloads": 0, "evictions": 0, "load_failures": 0}
         self._worker: WorkerProcess | None = None
         self._loading = False
         self._in_flight = 0
@@ -104,6 +104,8 @@ class MlxAdapter:
                 return
             await worker.stop()
             self.counts["unloads"] += 1
+            if reason.startswith("evicted"):
+                self.counts["evictions"] += 1
             log.info("mlx_model_unloaded", model=self.name, reason=reason)
         self.pool.notify()
 
@@ -206,9 +208,10 @@ class MlxAdapter:
         worker: WorkerProcess | None = None
         finished = False
         try:
-            if self._in_flight > self.spec.max_queued + 1:
+            if self._in_flight > self.spec.max_batch + self.spec.max_queued:
                 raise RateLimited(
-                    f"The model '{self.name}' already has {self.spec.max_queued} requests waiting; try again shortly."
+                    f"The model '{self.name}' is busy: {self.spec.max_batch} requests are being generated and "
+                    f"{self.spec.max_queued} more are waiting (max_batch, max_queued); try again shortly."
                 )
             worker = await self._ready_worker()
             stream = worker.open(request)
@@ -261,6 +264,7 @@ class MlxAdapter:
             "source": self.spec.source,
             "state": state,
             "active": self._in_flight,
+            "queued": max(0, self._in_flight - self.spec.max_batch),
             "idle_seconds": round(time.monotonic() - self.last_used, 1),
             **self.counts,
             "last_error": self.last_error,
@@ -272,8 +276,11 @@ class MlxAdapter:
                 out["progress"] = {"done": worker.progress[0], "total": worker.progress[1]}
             if worker.info is not None:
                 out["memory_mb"] = round(worker.info.memory_bytes / 2**20, 2)
+                out["memory_bytes"] = worker.info.memory_bytes
                 out["tool_parser"] = worker.info.tool_parser
                 out["thinking"] = worker.info.thinking
+            if worker.prefix_cache:
+                out["prefix_cache"] = worker.prefix_cache
             if worker.cancels:
                 last = worker.cancels[-1]
                 out["last_cancel"] = {"generated": last.generated, "after_cancel": last.after_cancel}

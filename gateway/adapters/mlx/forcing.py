@@ -1,4 +1,5 @@
-"""Test hook (`testing: {force: last_user}`): make a random-weight model say exactly a given text.
+"""Test hooks: make a random-weight model say exactly a given text (`testing: {force: last_user}`),
+or never repeat a token (`testing: {distinct: true}`).
 
 A logits processor leaves only the next token of a fixed script possible, then EOS.
 Everything else (model forward, sampler, detokenizer, parsers) runs for real, which is
@@ -14,7 +15,7 @@ from typing import Any
 
 from gateway.adapters.base import GenerationRequest
 
-__all__ = ["SPLIT", "forced_tokens", "forcing_processor"]
+__all__ = ["SPLIT", "distinct_processor", "forced_tokens", "forcing_processor"]
 
 SPLIT = "\x1f"
 
@@ -37,3 +38,18 @@ def forcing_processor(script: list[int], prompt_length: int, eos: int) -> Callab
         return mx.where(allowed, mx.zeros_like(logits), mx.full(logits.shape, -1e9, dtype=logits.dtype))
 
     return force
+
+
+def distinct_processor(prompt_length: int) -> Callable[[Any, Any], Any]:
+    """Bar every token generated so far. A random model's greedy output then keeps changing, so a
+    wrong KV cache or a mixed-up batch row shows up in the text instead of hiding in a repeated token."""
+    import mlx.core as mx
+
+    def distinct(tokens: Any, logits: Any) -> Any:
+        generated = tokens[prompt_length:]
+        if generated.size == 0:
+            return logits
+        seen = (mx.arange(logits.shape[-1])[:, None] == generated[None, :]).any(axis=1)
+        return mx.where(seen, mx.array(-1e9, dtype=logits.dtype), logits)
+
+    return distinct

@@ -112,6 +112,7 @@ class LoadedModel:
         self.markers, self.parser_name = _markers(self.tokenizer, spec.tool_parser)
         self.rules: RenderRules = probe_rules(self._probe_render, spec.system_messages)
         self.eos = frozenset(self.tokenizer.eos_token_ids)
+        self.batchable, self.trimmable = _cache_traits(self.model)
         self.load_seconds = time.perf_counter() - started
         self.memory_bytes = int(mx.get_active_memory())
 
@@ -149,6 +150,15 @@ class LoadedModel:
         start = self.tokenizer.rfind_think_start(prompt)
         end = self.tokenizer.rfind_think_end(prompt)
         return "reasoning" if start > end else "normal"
+
+
+def _cache_traits(model: Any) -> tuple[bool, bool]:
+    """(batchable, trimmable): batching needs caches that merge; leaving a batch for the solo
+    decoder cuts one token off the cache, which only plain KV caches always allow."""
+    from mlx_lm.models.cache import KVCache, make_prompt_cache
+
+    layers = make_prompt_cache(model)
+    return all(hasattr(layer, "merge") for layer in layers), all(type(layer) is KVCache for layer in layers)
 
 
 def _markers(tokenizer: Any, override: str | None) -> tuple[Markers, str | None]:

@@ -78,6 +78,7 @@ class WorkerProcess:
         self.progress = (0, 0)
         self.exit_reason: str | None = None
         self.last_done: Done | None = None
+        self.prefix_cache: dict[str, int] = {}
         self.cancels: list[Done] = []
         self._process: Any = None
         self._writer: asyncio.StreamWriter | None = None
@@ -110,6 +111,10 @@ class WorkerProcess:
         started = time.perf_counter()
         try:
             self._process.start()
+        except BaseException:
+            self._process = None  # never started: nothing to stop or kill later
+            ours.close()
+            raise
         finally:
             theirs.close()  # only the child holds its end, so its death reads as EOF here
         reader, self._writer = await asyncio.open_connection(sock=ours)
@@ -197,6 +202,8 @@ class WorkerProcess:
                 future.set_exception(_error(message))
         elif isinstance(message, Done):
             self.last_done = message
+            if message.prefix_cache:
+                self.prefix_cache = message.prefix_cache
             if message.outcome == "cancelled":
                 self.cancels = [*self.cancels[-9:], message]
         elif isinstance(message, Rendered):

@@ -1,7 +1,7 @@
 """One request's decoding state: sampled tokens in, deltas out.
 
-It does not care how tokens are produced, so the single-sequence loop of today and a
-continuous-batching loop (one `Sequence` per batch uid) can both drive it.
+It does not care how tokens are produced: the solo decoder and the batch generator
+(one `Sequence` per batch uid) both drive it.
 """
 
 from __future__ import annotations
@@ -39,12 +39,17 @@ class Sequence:
         self.stopped = self._parser.stopped
         return deltas
 
-    def finish(self) -> list[Delta]:
-        """Held-back text, then the one `Finish` (`length` unless the answer completed)."""
+    def finish(self, cached: int = 0) -> list[Delta]:
+        """Held-back text, then the one `Finish` (`length` unless the answer completed).
+
+        `cached`: prompt tokens that came from the prefix cache instead of being computed."""
         self._detokenizer.finalize()
         tail = self._parser.feed(self._detokenizer.last_segment) + self._parser.close()
         reason = "length"
         if self.stopped:
             reason = "tool_calls" if self._parser.calls else "stop"
-        usage = TokenUsage(input_tokens=self.prompt_tokens, output_tokens=self.generated, reasoning_tokens=self.reasoning)
+        usage = TokenUsage(
+            input_tokens=self.prompt_tokens, output_tokens=self.generated, cached_tokens=cached,
+            reasoning_tokens=self.reasoning,
+        )
         return [*tail, Finish(reason=reason, usage=usage)]

@@ -1,9 +1,8 @@
 """Messages between the gateway and a model worker, and their framing.
 
 Every frame is a 4-byte big-endian length followed by one msgpack-encoded message
-(a tagged union on `op`). Requests carry their id, so a worker may hold several at
-once; today it serves them one after another, continuous batching can interleave
-them later without changing a message.
+(a tagged union on `op`). Requests carry their id, so a worker holds several at once
+and interleaves their deltas (continuous batching).
 
     gateway → worker   Load, Generate, Render, Cancel, Shutdown
     worker → gateway   Status, Ready, LoadFailed, Deltas, Failed, Done, Rendered, Log
@@ -128,6 +127,7 @@ class Done(_Message, tag="done"):
     outcome: Literal["finished", "cancelled", "failed"]
     generated: int = 0
     after_cancel: int = 0  # tokens decoded between the cancel arriving and the loop stopping
+    prefix_cache: dict[str, int] = {}  # the worker's prefix-cache counters (entries, bytes, hits, misses, evictions)
 
 
 class Rendered(_Message, tag="rendered"):

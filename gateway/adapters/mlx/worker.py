@@ -16,10 +16,15 @@ import sys
 import threading
 from typing import Any
 
-__all__ = ["THREAD_VARIABLES", "run_worker"]
+__all__ = ["PRELOAD_VARIABLE", "THREAD_VARIABLES", "run_worker"]
 
 # Set before MLX (and its BLAS) load, so several workers do not oversubscribe the cores.
 THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "VECLIB_MAXIMUM_THREADS")
+
+# Shared libraries (colon-separated paths) loaded globally before MLX, so their symbols win over the
+# ones MLX bundles: on Linux, an optimised `cblas_sgemm` (Debian's OpenBLAS) instead of the wheel's
+# reference BLAS. Unlike LD_PRELOAD it touches only model workers, not the gateway.
+PRELOAD_VARIABLE = "MLXGW_WORKER_PRELOAD"
 
 
 class Channel:
@@ -62,6 +67,18 @@ class _Forward(logging.Handler):
             self.handleError(record)
 
 
+def _preload(paths: str) -> str | None:
+    """Load each library with RTLD_GLOBAL; the reason it failed, or None."""
+    import ctypes
+
+    for path in filter(None, paths.split(os.pathsep)):
+        try:
+            ctypes.CDLL(path, mode=ctypes.RTLD_GLOBAL)
+        except OSError as exc:
+            return f"${PRELOAD_VARIABLE}: cannot load '{path}': {exc}"
+    return None
+
+
 def run_worker(sock: socket.socket, threads: int) -> None:
     """Process entry point (the spawn target)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the gateway's to handle; it stops us
@@ -85,6 +102,12 @@ def run_worker(sock: socket.socket, threads: int) -> None:
         os._exit(0)
     if not isinstance(first, Load):
         os._exit(2)
+    problem = _preload(os.environ.get(PRELOAD_VARIABLE, ""))
+    if problem is not None:
+        from gateway.adapters.mlx.wire import LoadFailed
+
+        channel.send(LoadFailed(reason=problem))
+        os._exit(0)
     engine = Engine(channel.send, first)
     thread = threading.Thread(target=engine.run, name="mlx-engine", daemon=True)
     thread.start()

@@ -32,7 +32,7 @@ def manifest(cache: Path, models: str, mlx: str = "") -> str:
 def base(mlx_cache: Path) -> Iterator[str]:
     models = """
   - {name: a, adapter: mlx, source: dummy, testing: {force: last_user, step_delay_ms: 30}}
-  - {name: b, adapter: mlx, source: dummy, max_queued: 2, testing: {force: last_user, step_delay_ms: 30}}
+  - {name: b, adapter: mlx, source: dummy, max_batch: 1, max_queued: 2, testing: {force: last_user, step_delay_ms: 30}}
   - {name: missing, adapter: mlx, source: /nonexistent/models/qwen}
   - {name: offline, adapter: mlx, source: "hf:mlx-community/not-a-cached-model-4bit"}
 """

@@ -1,0 +1,138 @@
+"""In-process baselines for the MLX benchmarks: mlx-lm with no server in front.
+
+Run by the benchmark scripts as a subprocess, with whichever venv's python is being
+measured (it imports only mlx and mlx-lm, so it also runs in a peer's venv). Reads one
+JSON job on stdin, prints one JSON result on stdout; with `--serve`, one job per line
+(the model stays loaded, so runs can alternate with a server's). EOS is masked, so
+every run generates exactly the requested number of tokens.
+
+    {"mode": "stream", "model": DIR, "prompts": [[messages], ...], "tokens": 256}
+        -> {"runs": [{"prompt_tokens", "ttft", "decode_tps", "e2e_tps", "tokens"}, ...]}
+        (mlx_lm.stream_generate, one prompt after another; the first is the warm-up)
+    {"mode": "batch", "model": DIR, "prompts": [[messages], ...], "tokens": 256, "rounds": [n, ...]}
+        -> {"rounds": [{"n", "seconds", "tokens", "aggregate_tps"}, ...]}
+        (mlx_lm's BatchGenerator with n sequences inserted at once, prompts taken in order)
+    {"mode": "prefill", "model": DIR, "before": [messages], "after": [messages], "answer": 16, "repeats": 3}
+        -> {"new_tokens", "prefix_tokens", "prompt_tokens", "ttft": [...]}
+        (a turn's ideal: what the previous turn left in the KV cache, i.e. its prompt `before` plus its
+        greedy answer of `answer` tokens, cut to the prefix it shares with this turn's prompt `after`, is
+        reused; the rest is computed; time to the first text, as a streaming client sees it)
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import sys
+import time
+from typing import Any
+
+
+def main() -> None:
+    loaded: dict[str, Any] = {}
+    if sys.argv[1:] == ["--serve"]:  # one job per stdin line, one result per stdout line; the model stays loaded
+        for line in sys.stdin:
+            print(json.dumps(run(json.loads(line), loaded)), flush=True)
+        return
+    json.dump(run(json.load(sys.stdin), loaded), sys.stdout)
+
+
+def run(job: dict[str, Any], loaded: dict[str, Any]) -> dict[str, Any]:
+    import mlx.core as mx
+    from mlx_lm import load
+
+    if job["model"] not in loaded:
+        loaded.clear()
+        loaded[job["model"]] = load(job["model"])
+    model, tokenizer = loaded[job["model"]]
+    eos = sorted(tokenizer.eos_token_ids)
+
+    def no_eos(tokens: Any, logits: Any) -> Any:
+        barred = mx.zeros(logits.shape[-1], dtype=mx.bool_)
+        for token in eos:
+            barred = barred | (mx.arange(logits.shape[-1]) == token)
+        return mx.where(barred, mx.array(-1e9, dtype=logits.dtype), logits)
+
+    def render(messages: list[dict[str, Any]]) -> list[int]:
+        # A conversation ending with the model's answer is history: no generation prompt after it.
+        ask = messages[-1]["role"] != "assistant"
+        return list(tokenizer.apply_chat_template(messages, add_generation_prompt=ask))
+
+    mode = job["mode"]
+    if mode == "stream":
+        result = {"runs": [stream(model, tokenizer, render(m), job["tokens"], no_eos) for m in job["prompts"]]}
+    elif mode == "batch":
+        prompts = [render(m) for m in job["prompts"]]
+        result = {"rounds": [batch(model, prompts, n, job["tokens"], no_eos, index)
+                             for index, n in enumerate(job["rounds"])]}
+    elif mode == "prefill":
+        before = render(job["before"])
+        if job.get("answer"):  # the previous turn's own answer is in its cache too: generate it the same way
+            from mlx_lm import stream_generate
+
+            before += [r.token for r in stream_generate(model, tokenizer, before, max_tokens=job["answer"])]
+        result = prefill(model, tokenizer, before, render(job["after"]), job.get("repeats", 3))
+    else:
+        raise SystemExit(f"unknown mode {mode}")
+    return result
+
+
+def stream(model: Any, tokenizer: Any, prompt: list[int], tokens: int, no_eos: Any) -> dict[str, Any]:
+    from mlx_lm import stream_generate
+
+    began = time.perf_counter()
+    times = [time.perf_counter() for _ in stream_generate(model, tokenizer, prompt, max_tokens=tokens,
+                                                           logits_processors=[no_eos])]
+    decode = (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 else 0.0
+    return {"prompt_tokens": len(prompt), "ttft": times[0] - began, "decode_tps": decode,
+            "e2e_tps": len(times) / (times[-1] - began), "tokens": len(times)}
+
+
+def batch(model: Any, prompts: list[list[int]], n: int, tokens: int, no_eos: Any, index: int) -> dict[str, Any]:
+    from mlx_lm.generate import BatchGenerator
+
+    start = (index * n) % max(1, len(prompts) - n + 1)
+    chosen = prompts[start:start + n]
+    generator = BatchGenerator(model, completion_batch_size=max(8, n), prefill_batch_size=max(8, n))
+    began = time.perf_counter()
+    generator.insert(chosen, max_tokens=[tokens] * n, logits_processors=[[no_eos]] * n)
+    produced, finished = 0, 0
+    while finished < n:
+        _, responses = generator.next()
+        for response in responses:
+            produced += 1
+            finished += response.finish_reason is not None
+    seconds = time.perf_counter() - began
+    generator.close()
+    return {"n": n, "seconds": seconds, "tokens": produced, "aggregate_tps": produced / seconds}
+
+
+def prefill(model: Any, tokenizer: Any, before: list[int], after: list[int], repeats: int) -> dict[str, Any]:
+    import mlx.core as mx
+    from mlx_lm import stream_generate
+    from mlx_lm.models.cache import make_prompt_cache
+
+    shared = 0
+    while shared < min(len(before), len(after) - 1) and before[shared] == after[shared]:
+        shared += 1
+    cache = make_prompt_cache(model)
+    step = 512
+    for begin in range(0, shared, step):  # untimed: the cache the previous turn would have left
+        model(mx.array(after[begin:min(shared, begin + step)])[None], cache=cache)
+        mx.eval([layer.state for layer in cache])
+    times = []
+    for _ in range(repeats + 1):
+        warm = copy.deepcopy(cache)
+        mx.eval([layer.state for layer in warm])
+        began = time.perf_counter()
+        # Until the first text, as a client sees it (a streaming detokenizer may hold a token back).
+        for response in stream_generate(model, tokenizer, after[shared:], prompt_cache=warm, max_tokens=8):
+            if response.text:
+                break
+        times.append(time.perf_counter() - began)
+    return {"prefix_tokens": shared, "new_tokens": len(after) - shared, "prompt_tokens": len(after),
+            "ttft": times[1:]}
+
+
+if __name__ == "__main__":
+    main()
