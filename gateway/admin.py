@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-import msgspec
 from litestar import Request, post
 from litestar import Response as HttpResponse
 
 from gateway.auth import require_admin
 from gateway.errors import InvalidRequest
+from gateway.http import json_response
 from gateway.reload import ReloadFailed, Reloader
 
 __all__ = ["ADMIN_ROUTES"]
@@ -29,7 +29,7 @@ async def reload_manifest(request: Request[Any, Any, Any]) -> HttpResponse[bytes
             "The manifest is invalid; the running one keeps serving: " + "; ".join(exc.problems),
             code="invalid_manifest",
         ) from None
-    return HttpResponse(msgspec.json.encode(result), media_type="application/json")
+    return json_response(result)
 
 
 ADMIN_ROUTES = [reload_manifest]

@@ -23,6 +23,7 @@ from gateway.errors import (
     PayloadTooLarge,
     ServiceUnavailable,
     envelope,
+    retry_after,
 )
 from gateway.metrics import Metrics
 from gateway.ops_routes import OPS_ROUTES
@@ -66,7 +67,8 @@ def handle_exception(request: Request[Any, Any, Any], exc: Exception) -> HttpRes
     record = request.scope.get("state", {}).get("record")
     if isinstance(record, RequestRecord):
         record.fields["error_code"] = error.code
-    headers = {"Retry-After": "1"} if error.status in (429, 503) else None
+    retry = retry_after(error)
+    headers = {"Retry-After": retry} if retry else None
     return HttpResponse(envelope(error), status_code=error.status, media_type="application/json", headers=headers)
 
 
@@ -109,15 +111,16 @@ class GatewayApp(Litestar):
         if runtime.draining:
             return ServiceUnavailable("The gateway is shutting down; retry on another instance.",
                                       code="server_shutting_down")
+        if not runtime.config.auth.keys:
+            return None  # an open API: nothing to check on every request
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         try:
             key = authenticate(runtime.config, headers)
         except GatewayError as exc:
             return exc
-        if key is not None:
-            scope["state"]["api_key"] = key  # type: ignore[typeddict-unknown-key]
-            record = scope["state"]["record"]  # type: ignore[typeddict-item]
-            record.fields["key"] = key.name
+        assert key is not None  # keys are configured, so authenticate returned one or raised
+        scope["state"]["api_key"] = key  # type: ignore[typeddict-unknown-key]
+        scope["state"]["record"].fields["key"] = key.name  # type: ignore[typeddict-item]
         return None
 
     def _observe(self, scope: Scope, record: RequestRecord, line: dict[str, Any]) -> None:
@@ -133,8 +136,9 @@ class GatewayApp(Litestar):
 async def _send_error(error: GatewayError, send: Send) -> None:
     body = envelope(error)
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    if error.status in (429, 503):
-        headers.append((b"retry-after", b"1"))
+    retry = retry_after(error)
+    if retry:
+        headers.append((b"retry-after", retry.encode()))
     await send({"type": "http.response.start", "status": error.status, "headers": headers})
     await send({"type": "http.response.body", "body": body, "more_body": False})
 

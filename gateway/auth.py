@@ -20,6 +20,7 @@ __all__ = [
     "authorize_model",
     "bearer_token",
     "is_loopback",
+    "key_allows",
     "public_bind_problem",
     "require_admin",
     "unset_key_variables",
@@ -58,8 +59,13 @@ def authenticate(config: GatewayConfig, headers: Mapping[str, str], environ: Map
     return found
 
 
+def key_allows(key: ApiKey | None, model: ModelSpec) -> bool:
+    """Whether a key may use `model` (by its name or any alias); no key or no list means any model."""
+    return key is None or not key.models or bool({model.name, *model.aliases} & set(key.models))
+
+
 def authorize_model(key: ApiKey | None, model: ModelSpec) -> None:
-    if key is None or not key.models or {model.name, *model.aliases} & set(key.models):
+    if key_allows(key, model):
         return
     raise PermissionDenied(f"The API key '{key.name}' may not use the model '{model.name}'.", param="model",
                            code="model_not_allowed")

@@ -130,14 +130,11 @@ class _Run:
         if batch:
             self.last_seq = max(self.last_seq, batch[-1].sequence_number)
         if self.assembler.terminal:
-            await self._finish(self.assembler.response, batch)
+            await self._store_end(self.assembler.response, batch)
             return
         signal = await self._store.append(self._id, batch, status)
         if signal != "ok":
             self.stop = signal
-
-    async def _finish(self, response: Response, batch: list[Event]) -> None:
-        await self._store_end(response, batch)
 
     async def _end_early(self) -> None:
         self.assembler.cancel()  # a no-op when the runner already ended it

@@ -44,6 +44,7 @@ __all__ = [
     "StoreUnavailable",
     "envelope",
     "param_from_validation",
+    "retry_after",
 ]
 
 
@@ -157,6 +158,11 @@ _ENVELOPE_ENCODER = msgspec.json.Encoder()
 def envelope(error: GatewayError) -> bytes:
     """The JSON body of an error response."""
     return _ENVELOPE_ENCODER.encode(ErrorEnvelope(error=error.body()))
+
+
+def retry_after(error: GatewayError) -> str | None:
+    """The `Retry-After` an error response carries: overload and unavailability are worth retrying soon."""
+    return "1" if error.status in (429, 503) else None
 
 
 _PATH = re.compile(r" - at `\$(?P<path>[^`]*)`$")

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-import msgspec
 from litestar import Request, get
 from litestar import Response as HttpResponse
 
 from gateway.auth import authenticate, require_admin
 from gateway.errors import AuthenticationFailed
+from gateway.http import json_response
 from gateway.metrics import CONTENT_TYPE
 from gateway.status import PAGE, status_document
 
@@ -47,12 +47,11 @@ async def ready(request: Request[Any, Any, Any]) -> HttpResponse[bytes]:
     if state["store"].get("state") != "ok":
         problems.append(f"store: {state['store'].get('state')}")
     for name, model in state["models"].items():
-        if model.get("state") in ("failed", "dead"):
+        if model.get("state") == "failed":
             problems.append(f"model {name}: {model.get('state')}")
     body = {"ready": not problems, "problems": problems, "manifest_version": state.get("manifest_version"),
             "models": {name: model.get("state") for name, model in state["models"].items()}}
-    return HttpResponse(msgspec.json.encode(body), status_code=200 if not problems else 503,
-                        media_type="application/json")
+    return json_response(body, status=200 if not problems else 503)
 
 
 @get("/metrics")
@@ -71,8 +70,7 @@ async def status_page() -> HttpResponse[str]:
 async def status_data(request: Request[Any, Any, Any]) -> HttpResponse[bytes]:
     _require_key(request)
     document = status_document(await gateway_state(request), request.app.state.recent)
-    return HttpResponse(msgspec.json.encode(document), media_type="application/json",
-                        headers={"Cache-Control": "no-store"})
+    return json_response(document, headers={"Cache-Control": "no-store"})
 
 
 OPS_ROUTES = [ready, metrics, status_page, status_data]

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-import msgspec
 from litestar import Request, delete, get, post
 from litestar import Response as HttpResponse
 from litestar.params import FromPath
 from litestar.response import Stream
 
+from gateway.auth import key_allows
 from gateway.background import follow
 from gateway.errors import InvalidRequest
+from gateway.http import json_response
 from gateway.normalize import item_to_wire
 from gateway.sse import SSE_HEADERS
 from gateway.stateful import Stateful
@@ -19,7 +20,6 @@ from gateway.store import RedisStore, response_not_found
 
 __all__ = ["RESPONSE_ROUTES", "page_items"]
 
-_JSON = msgspec.json.Encoder()
 _TRUE = {"true", "1", "yes"}
 _FALSE = {"false", "0", "no"}
 
@@ -27,10 +27,6 @@ _FALSE = {"false", "0", "no"}
 def _store(request: Request[Any, Any, Any]) -> RedisStore:
     stateful: Stateful = request.app.state.stateful
     return stateful.store
-
-
-def _json(obj: Any) -> HttpResponse[bytes]:
-    return HttpResponse(_JSON.encode(obj), media_type="application/json")
 
 
 def _flag(value: str | None, name: str) -> bool:
@@ -83,9 +79,9 @@ async def _check_key(request: Request[Any, Any, Any], response_id: str, model: s
         if stored is None:
             raise response_not_found(response_id)
         model = stored.response.model
-    config = request.app.state.runtime.config
-    allowed = set(key.models) | {m.name for m in config.models if {m.name, *m.aliases} & set(key.models)}
-    if model not in allowed:
+    # A stored response names its model's canonical name; one the manifest no longer serves matches by name only.
+    served = next((m for m in request.app.state.runtime.config.models if m.name == model), None)
+    if not (key_allows(key, served) if served is not None else model in key.models):
         raise response_not_found(response_id)
 
 
@@ -103,7 +99,7 @@ async def retrieve_response(request: Request[Any, Any, Any], response_id: FromPa
         if await store.reap(response_id) == "reaped":  # its owner died: it is failed now
             stored = await store.get(response_id) or stored
     if not stream:
-        return _json(stored.response)
+        return json_response(stored.response)
     if not stored.background:
         raise InvalidRequest(
             f"Response '{response_id}' was not created with `background: true`; only background responses "
@@ -118,7 +114,7 @@ async def delete_response(request: Request[Any, Any, Any], response_id: FromPath
     await _check_key(request, response_id)
     if not await _store(request).delete(response_id):
         raise response_not_found(response_id)
-    return _json({"id": response_id, "object": "response.deleted", "deleted": True})
+    return json_response({"id": response_id, "object": "response.deleted", "deleted": True})
 
 
 @get("/v1/responses/{response_id:str}/input_items")
@@ -132,14 +128,14 @@ async def list_input_items(request: Request[Any, Any, Any], response_id: FromPat
     items = await _store(request).input_items(response_id)
     if items is None:
         raise response_not_found(response_id)
-    return _json(page_items([item_to_wire(item) for item in items], after=query.get("after"), limit=limit, order=order))
+    return json_response(page_items([item_to_wire(item) for item in items], after=query.get("after"), limit=limit, order=order))
 
 
 @post("/v1/responses/{response_id:str}/cancel", status_code=200)
 async def cancel_response(request: Request[Any, Any, Any], response_id: FromPath[str]) -> HttpResponse[Any]:
     await _check_key(request, response_id)
     stored = await _store(request).cancel(response_id)
-    return _json(stored.response)
+    return json_response(stored.response)
 
 
 RESPONSE_ROUTES = [retrieve_response, delete_response, list_input_items, cancel_response]

@@ -5,21 +5,22 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-import msgspec
 from litestar import Request, get, post
 from litestar import Response as HttpResponse
 from litestar.params import FromPath
 from litestar.response import Stream
 
-from gateway.auth import authorize_model
-from gateway.errors import NotFound
+from gateway.auth import authorize_model, key_allows
 from gateway.events import Event
 from gateway.log import RequestRecord
 from gateway.protocol import CustomToolCallOutput, FunctionCallOutput, LocalShellCallOutput
 from gateway.assemble import Assembler
 from gateway.background import follow
+from gateway.http import json_response
 from gateway.normalize import decode_request
+from gateway.ops_routes import gateway_state
 from gateway.responses_routes import RESPONSE_ROUTES
+from gateway.routing import resolve_model
 from gateway.runner import Finalizer, RunStats, run_generation
 from gateway.runtime import Lease, Runtime
 from gateway.service import Prepared, prepare_response
@@ -28,7 +29,6 @@ from gateway.stateful import Saver, Stateful, open_turn
 
 __all__ = ["ROUTES", "authorize", "start_run"]
 
-_JSON = msgspec.json.Encoder()
 DEGRADED_HEADER = "x-gateway-degraded"
 TOOL_OUTPUTS = (FunctionCallOutput, CustomToolCallOutput, LocalShellCallOutput)
 
@@ -39,10 +39,6 @@ def _runtime(request: Request[Any, Any, Any]) -> Runtime:
 
 def _record(request: Request[Any, Any, Any]) -> RequestRecord:
     return request.scope["state"]["record"]  # type: ignore[no-any-return]
-
-
-def _json(obj: Any, status: int = 200, headers: dict[str, str] | None = None) -> HttpResponse[bytes]:
-    return HttpResponse(_JSON.encode(obj), status_code=status, media_type="application/json", headers=headers)
 
 
 def _header_value(items: list[str]) -> str:
@@ -123,8 +119,7 @@ async def create_response(request: Request[Any, Any, Any]) -> HttpResponse[Any]:
     body = await request.body()
     turn = await open_turn(stateful.store, decode_request(body))  # chain, item references: 4xx/503 before any byte
     prepared = prepare_response(
-        snapshot.config, snapshot.adapters, body, request.headers,
-        history=turn.history, request=turn.request, ids=turn.ids,
+        snapshot.config, snapshot.adapters, turn.request, request.headers, history=turn.history, ids=turn.ids
     )
     authorize(request, prepared)
     saver = Saver(stateful.store, prepared, turn)
@@ -136,7 +131,7 @@ async def create_response(request: Request[Any, Any, Any]) -> HttpResponse[Any]:
     if background:
         stateful.background.launch(prepared, batches, assembler)
         if not prepared.request.stream:
-            return _json(prepared.response, headers=headers)
+            return json_response(prepared.response, headers=headers)
         events = follow(stateful.store, prepared.response.id, after=-1)
         return Stream(events, media_type="text/event-stream", headers={**SSE_HEADERS, **headers})
     batches = saver.wrap(batches, assembler, stats)
@@ -146,30 +141,22 @@ async def create_response(request: Request[Any, Any, Any]) -> HttpResponse[Any]:
         pass
     if stats.error is not None:
         raise stats.error
-    return _json(assembler.response, headers=headers)
+    return json_response(assembler.response, headers=headers)
 
 
 @get("/v1/models")
 async def list_models(request: Request[Any, Any, Any]) -> HttpResponse[bytes]:
     runtime = _runtime(request)
     key = request.scope["state"].get("api_key")
-    allowed = set(key.models) if key is not None and key.models else None
-    data = [
-        _model_object(model.name, runtime.started_at)
-        for model in runtime.config.models
-        if allowed is None or {model.name, *model.aliases} & allowed
-    ]
-    return _json({"object": "list", "data": data})
+    data = [_model_object(m.name, runtime.started_at) for m in runtime.config.models if key_allows(key, m)]
+    return json_response({"object": "list", "data": data})
 
 
 @get("/v1/models/{model_id:path}")
 async def get_model(request: Request[Any, Any, Any], model_id: FromPath[str]) -> HttpResponse[bytes]:
     runtime = _runtime(request)
-    name = model_id.lstrip("/")
-    for model in runtime.config.models:
-        if name == model.name or name in model.aliases:
-            return _json(_model_object(model.name, runtime.started_at))
-    raise NotFound(f"The model '{name}' does not exist or is not served here.", param="model", code="model_not_found")
+    model = resolve_model(runtime.config, model_id.lstrip("/"))
+    return json_response(_model_object(model.name, runtime.started_at))
 
 
 def _model_object(name: str, created: int) -> dict[str, Any]:
@@ -178,14 +165,7 @@ def _model_object(name: str, created: int) -> dict[str, Any]:
 
 @get("/health")
 async def health(request: Request[Any, Any, Any]) -> HttpResponse[bytes]:
-    state = _runtime(request).health()
-    state["store"] = await request.app.state.stateful.store.health()
-    if state["store"]["state"] != "ok":
-        state["status"] = "degraded"
-    reloader = getattr(request.app.state, "reloader", None)
-    if reloader is not None:
-        state["manifest"] = reloader.describe()
-    return _json(state)
+    return json_response(await gateway_state(request))
 
 
 ROUTES = [create_response, list_models, get_model, health, *RESPONSE_ROUTES]

@@ -12,11 +12,11 @@ from gateway.adapters.base import Adapter, GenerationRequest
 from gateway.assemble import Assembler
 from gateway.config import GatewayConfig, ModelSpec
 from gateway.conversation import build_messages
-from gateway.errors import InvalidRequest, ModelUnavailable, PreviousResponseNotFound
+from gateway.errors import InvalidRequest, ModelUnavailable
 from gateway.ids import new_id, now
-from gateway.normalize import decode_request, tool_to_wire
+from gateway.normalize import tool_to_wire
 from gateway.policies import CallMapper, Plan, apply_policies, select_rules
-from gateway.protocol import InputItem, ItemReference, ReasoningConfig, Response, ResponsesRequest, TextConfig
+from gateway.protocol import InputItem, ReasoningConfig, Response, ResponsesRequest, TextConfig
 from gateway.routing import resolve_model
 
 __all__ = ["Prepared", "prepare_response", "response_skeleton"]
@@ -76,15 +76,15 @@ def _first(*values: float | None) -> float | None:
 def prepare_response(
     config: GatewayConfig,
     adapters: Mapping[str, Adapter],
-    body: bytes,
+    request: ResponsesRequest,
     headers: Mapping[str, str],
+    *,
     history: list[InputItem] | None = None,
-    request: ResponsesRequest | None = None,
     stop: list[str] | None = None,
     ids: Callable[[str], str] = new_id,
 ) -> Prepared:
-    """`ids` makes the response and output item ids (the store puts its chain tag in them)."""
-    request = request or decode_request(body)
+    """`request` has its item references resolved and `history` is its chain (both from `stateful.open_turn`);
+    `ids` makes the response and output item ids (the store puts its chain tag in them)."""
     if len(request.input) > config.server.max_input_items:
         raise InvalidRequest(
             f"Too many input items: {len(request.input)} (this gateway accepts {config.server.max_input_items}).",
@@ -98,12 +98,7 @@ def prepare_response(
     adapter = adapters.get(model.name)
     if adapter is None:
         raise ModelUnavailable(f"The model '{model.name}' has no running adapter.")
-    if request.previous_response_id is not None and history is None:
-        raise PreviousResponseNotFound(request.previous_response_id)
     history = history or []
-    for index, item in enumerate(request.input):
-        if isinstance(item, ItemReference):
-            raise InvalidRequest(f"Item with id '{item.id}' not found.", param=f"input[{index}].id")
     rules = select_rules(config, model, headers)
     plan = apply_policies(
         request, [*history, *request.input], rules, adapter.capabilities, history_length=len(history)

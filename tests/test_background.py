@@ -106,8 +106,8 @@ async def test_a_cancel_that_races_the_end_keeps_the_output_and_ends_the_log_can
     store = RedisStore.from_config(config.store)
     tag = new_tag()
     prepared = prepare_response(
-        config, {"m": ScriptedAdapter(config.models[0])}, b"", {},
-        request=decode_request(b'{"model": "m", "input": "x", "background": true}'),
+        config, {"m": ScriptedAdapter(config.models[0])},
+        decode_request(b'{"model": "m", "input": "x", "background": true}'), {},
         ids=lambda prefix: tagged_id(prefix, tag),
     )
     await store.begin(TurnRecord(response=prepared.response, input=[]), background=True)

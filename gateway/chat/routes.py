@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-import msgspec
 from litestar import Request, post
 from litestar import Response as HttpResponse
 from litestar.response import Stream
 
 from gateway.chat.stream import ChunkWriter
 from gateway.chat.translate import completion_object, decode_chat_request, to_responses_request
+from gateway.http import json_response
 from gateway.routes import authorize, start_run
 from gateway.runtime import Runtime
 from gateway.service import prepare_response
@@ -25,9 +25,7 @@ async def chat_completions(request: Request[Any, Any, Any]) -> HttpResponse[Any]
     snapshot = runtime.snapshot
     chat = decode_chat_request(await request.body())
     responses_request, stop = to_responses_request(chat)
-    prepared = prepare_response(
-        snapshot.config, snapshot.adapters, b"", request.headers, request=responses_request, stop=stop
-    )
+    prepared = prepare_response(snapshot.config, snapshot.adapters, responses_request, request.headers, stop=stop)
     authorize(request, prepared)
     batches, assembler, stats, headers = start_run(request, runtime, prepared)
     completion_id = "chatcmpl-" + prepared.response.id.removeprefix("resp_")
@@ -39,8 +37,7 @@ async def chat_completions(request: Request[Any, Any, Any]) -> HttpResponse[Any]
         pass
     if stats.error is not None:
         raise stats.error
-    body = msgspec.json.encode(completion_object(assembler.response, completion_id))
-    return HttpResponse(body, media_type="application/json", headers=headers)
+    return json_response(completion_object(assembler.response, completion_id), headers=headers)
 
 
 CHAT_ROUTES = [chat_completions]

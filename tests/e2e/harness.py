@@ -140,6 +140,16 @@ def run_codex(bins: Path, gw: Gateway, config: GatewayConfig, workdir: Path, pro
     return _isolated(command, gw.socket, workdir, env, timeout)
 
 
+def codex_turn(bins: Path, config: GatewayConfig, tmp_path: Path, prompt: str, *,
+               extra_toml: str = "") -> tuple[Run, Gateway, Path]:
+    """One `codex exec` against a fresh gateway for `config`, in `tmp_path/project`: (run, gateway, project)."""
+    project = tmp_path / "project"
+    project.mkdir()
+    with gateway(config, tmp_path) as gw:
+        run = run_codex(bins, gw, config, project, prompt, extra_toml=extra_toml)
+    return run, gw, project
+
+
 def run_opencode(bins: Path, gw: Gateway, config: GatewayConfig, workdir: Path, prompt: str, *, chat: bool = False,
                  max_steps: int = 6, timeout: float = 120) -> Run:
     """`opencode run` with the provider block `gateway clients opencode` generates, in a namespace."""

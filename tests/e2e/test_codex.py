@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 from gateway.config import parse_config
-from tests.e2e.harness import REPO, VERSIONS, gateway, run_codex
+from tests.e2e.harness import REPO, VERSIONS, codex_turn
 
 PATCH = "*** Begin Patch\\n*** Add File: hello.txt\\n+patched by a local model\\n*** End Patch\\n"
 
@@ -30,10 +30,7 @@ models:
           calls: [{function: exec_command, arguments: {cmd: "printf hello > proof.txt && cat proof.txt"}}]
         - text: "proof.txt now says hello."
 """)
-    project = tmp_path / "project"
-    project.mkdir()
-    with gateway(config, tmp_path) as gw:
-        run = run_codex(bins, gw, config, project, "Create proof.txt containing hello")
+    run, gw, project = codex_turn(bins, config, tmp_path, "Create proof.txt containing hello")
     assert run.returncode == 0, run.stderr[-2000:]
     assert (project / "proof.txt").read_text() == "hello"
     (command,) = run.items("command_execution")
@@ -57,10 +54,7 @@ models:
         - calls: [{{function: apply_patch, arguments: {{input: "{PATCH}"}}}}]
         - text: "Added hello.txt."
 """)
-    project = tmp_path / "project"
-    project.mkdir()
-    with gateway(config, tmp_path) as gw:
-        run = run_codex(bins, gw, config, project, "Add hello.txt")
+    run, gw, project = codex_turn(bins, config, tmp_path, "Add hello.txt")
     assert run.returncode == 0, run.stderr[-2000:]
     assert (project / "hello.txt").read_text() == "patched by a local model\n"
     (change,) = run.items("file_change")
@@ -83,10 +77,7 @@ models:
 """)
     server = f'{{command = "{sys.executable}", args = ["{REPO / "tests" / "e2e" / "mcp_server.py"}"], ' \
              f'env = {{MARKER_FILE = "{marker}"}}, default_tools_approval_mode = "approve"}}'
-    project = tmp_path / "project"
-    project.mkdir()
-    with gateway(config, tmp_path) as gw:
-        run = run_codex(bins, gw, config, project, "Write the marker", extra_toml=f"mcp_servers.marker = {server}\n")
+    run, gw, _ = codex_turn(bins, config, tmp_path, "Write the marker", extra_toml=f"mcp_servers.marker = {server}\n")
     assert run.returncode == 0, run.stderr[-2000:]
     assert marker.read_text() == "called through the namespace\n"
     (call,) = run.items("mcp_tool_call")
@@ -110,10 +101,7 @@ models:
     context_length: 32768
     testing: {{force: last_user}}
 """)
-    project = tmp_path / "project"
-    project.mkdir()
-    with gateway(config, tmp_path) as gw:
-        run = run_codex(bins, gw, config, project, prompt)
+    run, gw, _ = codex_turn(bins, config, tmp_path, prompt)
     assert run.returncode == 0, run.stderr[-2000:]
     assert run.items("agent_message")[-1]["text"] == prompt
     (turn,) = [e for e in run.events if e["type"] == "turn.completed"]

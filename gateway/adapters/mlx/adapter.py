@@ -14,13 +14,12 @@ from typing import Any
 
 import structlog
 
-from gateway.adapters.base import Capabilities, Delta, Finish, GenerationRequest, ToolCallStart
+from gateway.adapters.base import Capabilities, Delta, Finish, GenerationRequest
 from gateway.adapters.mlx.pool import WorkerPool
 from gateway.adapters.mlx.process import WorkerProcess
 from gateway.adapters.mlx.wire import Rendered
 from gateway.config import MlxModel
 from gateway.errors import ModelUnavailable, RateLimited
-from gateway.ids import new_id
 
 __all__ = ["Backoff", "MlxAdapter"]
 
@@ -219,9 +218,7 @@ class MlxAdapter:
                 item = await stream.get()
                 if isinstance(item, BaseException):
                     raise item
-                for delta in item:
-                    if isinstance(delta, ToolCallStart) and delta.call_id is None:
-                        delta = ToolCallStart(name=delta.name, call_id=new_id("call"))
+                for delta in item:  # call ids are the assembler's to assign
                     finished = isinstance(delta, Finish)
                     yield delta
                     if finished:

@@ -160,10 +160,7 @@ class Scheduler:
             return
         token = solo.step()
         self._first_token(slot)
-        deltas, finished = slot.feed(token)
-        if deltas:
-            self._out.deltas(slot.request_id, deltas)
-        if finished:
+        if self._emit(slot, token):
             self._solo = None
             self._finish(slot, *solo.settled_cache())
 
@@ -188,9 +185,7 @@ class Scheduler:
             if slot is None:
                 continue
             self._first_token(slot)
-            deltas, finished = slot.feed(response.token)
-            if deltas:
-                self._out.deltas(slot.request_id, deltas)
+            finished = self._emit(slot, response.token)
             if response.finish_reason is not None:
                 del self._batch[response.uid]
                 self._finish(slot, response.prompt_cache, response.all_tokens)
@@ -227,10 +222,7 @@ class Scheduler:
         self._solo = None
         cache, held, rest = solo.detach()
         if slot.decoding:  # `rest` is the token sampled but not yet emitted: emit it first
-            deltas, finished = slot.feed(rest[0])
-            if deltas:
-                self._out.deltas(slot.request_id, deltas)
-            if finished:
+            if self._emit(slot, rest[0]):
                 self._finish(slot, cache, held)
                 return
         self._insert(slot, cache, held, rest, slot.budget - slot.sequence.generated)
@@ -274,6 +266,13 @@ class Scheduler:
             slot.logged = now
             log.info("prefill progress", extra={"fields": {
                 "request_id": slot.request_id, "done": done, "total": total, "cached": slot.cached}})
+
+    def _emit(self, slot: Slot, token: int) -> bool:
+        """Send what one sampled token adds to the answer; True when it ends the answer."""
+        deltas, finished = slot.feed(token)
+        if deltas:
+            self._out.deltas(slot.request_id, deltas)
+        return finished
 
     def _first_token(self, slot: Slot) -> None:
         if slot.decoding:

@@ -15,6 +15,7 @@ import pytest_asyncio
 from gateway.adapters.base import ChatMessage, Finish, GenerationRequest, TextDelta
 from gateway.adapters.mlx import MlxAdapter, WorkerPool
 from gateway.config import GatewayConfig, parse_config
+from gateway.normalize import decode_request
 from gateway.service import prepare_response
 
 pytestmark = [pytest.mark.mlx, pytest.mark.asyncio(loop_scope="module")]
@@ -81,7 +82,8 @@ def codex_bodies(turns: int) -> list[dict[str, Any]]:
 
 
 async def render(config: GatewayConfig, adapter: MlxAdapter, body: dict[str, Any]) -> tuple[str, list[int]]:
-    prepared = prepare_response(config, {"tiny": adapter}, json.dumps(body).encode(), {"originator": "codex_exec"})
+    request = decode_request(json.dumps(body).encode())
+    prepared = prepare_response(config, {"tiny": adapter}, request, {"originator": "codex_exec"})
     rendered = await adapter.render(prepared.generation)
     return rendered.text, rendered.tokens
 
