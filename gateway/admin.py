@@ -7,7 +7,7 @@ from typing import Any
 from litestar import Request, post
 from litestar import Response as HttpResponse
 
-from gateway.auth import require_admin
+from gateway.access import ACCESS, Access
 from gateway.errors import InvalidRequest
 from gateway.http import json_response
 from gateway.reload import ReloadFailed, Reloader
@@ -15,10 +15,8 @@ from gateway.reload import ReloadFailed, Reloader
 __all__ = ["ADMIN_ROUTES"]
 
 
-@post("/admin/reload", status_code=200)
+@post("/admin/reload", status_code=200, opt={ACCESS: Access.ADMIN})
 async def reload_manifest(request: Request[Any, Any, Any]) -> HttpResponse[bytes]:
-    runtime = request.app.state.runtime
-    require_admin(runtime.config, request.headers)
     reloader: Reloader | None = getattr(request.app.state, "reloader", None)
     if reloader is None:
         raise InvalidRequest("This gateway was started without a manifest file, so there is nothing to reload.")

@@ -15,13 +15,12 @@ from litestar.exceptions import HTTPException, MethodNotAllowedException, NotFou
 from litestar.types import Receive, Scope, Send
 
 from gateway.config import GatewayConfig
-from gateway.auth import authenticate
+from gateway.access import ACCESS, Access, check_routes, guard
 from gateway.errors import (
     GatewayError,
     MethodNotAllowed,
     NotFound,
     PayloadTooLarge,
-    ServiceUnavailable,
     envelope,
     retry_after,
 )
@@ -74,7 +73,8 @@ def handle_exception(request: Request[Any, Any, Any], exc: Exception) -> HttpRes
 
 class GatewayApp(Litestar):
     """Litestar plus an outermost layer that runs for every request, 404s included:
-    a request id (echoed as `x-request-id`) and one canonical log line."""
+    a request id (echoed as `x-request-id`) and one canonical log line. Authorization is
+    not here: it belongs to the route that matched (`access.guard`)."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -92,36 +92,11 @@ class GatewayApp(Litestar):
             await send(message)
 
         try:
-            refusal = self._gate(scope)
-            if refusal is None:
-                await super().__call__(scope, receive, send_with_id)
-            else:
-                record.fields["error_code"] = refusal.code
-                await _send_error(refusal, send_with_id)
+            await super().__call__(scope, receive, send_with_id)
         finally:
             line = record.line()
             log.info("request", **line)
             self._observe(scope, record, line)
-
-    def _gate(self, scope: Scope) -> GatewayError | None:
-        """Refusals that apply before any route runs: shutting down, and API keys on /v1/."""
-        runtime = getattr(self.state, "runtime", None)
-        if runtime is None or not scope["path"].startswith("/v1/"):
-            return None
-        if runtime.draining:
-            return ServiceUnavailable("The gateway is shutting down; retry on another instance.",
-                                      code="server_shutting_down")
-        if not runtime.config.auth.keys:
-            return None  # an open API: nothing to check on every request
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-        try:
-            key = authenticate(runtime.config, headers)
-        except GatewayError as exc:
-            return exc
-        assert key is not None  # keys are configured, so authenticate returned one or raised
-        scope["state"]["api_key"] = key  # type: ignore[typeddict-unknown-key]
-        scope["state"]["record"].fields["key"] = key.name  # type: ignore[typeddict-item]
-        return None
 
     def _observe(self, scope: Scope, record: RequestRecord, line: dict[str, Any]) -> None:
         metrics = getattr(self.state, "metrics", None)
@@ -129,18 +104,9 @@ class GatewayApp(Litestar):
             return
         endpoint = scope.get("path_template") or "unmatched"  # raw paths would explode label cardinality
         metrics.observe(endpoint, record.status, record.fields, line["duration_ms"] / 1000)
-        if scope["path"].startswith(("/v1/", "/admin/")):
-            self.state.recent.add(line)
-
-
-async def _send_error(error: GatewayError, send: Send) -> None:
-    body = envelope(error)
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    retry = retry_after(error)
-    if retry:
-        headers.append((b"retry-after", retry.encode()))
-    await send({"type": "http.response.start", "status": error.status, "headers": headers})
-    await send({"type": "http.response.body", "body": body, "more_body": False})
+        handler = scope.get("route_handler")
+        if handler is not None and handler.opt.get(ACCESS) in (Access.CLIENT, Access.ADMIN):
+            self.state.recent.add(line)  # API and admin calls; not the status page polling itself
 
 
 def create_app(config: GatewayConfig, *, manifest_path: str | Path | None = None) -> GatewayApp:
@@ -170,8 +136,11 @@ def create_app(config: GatewayConfig, *, manifest_path: str | Path | None = None
             await app.state.stateful.aclose()  # background runs end (and are stored) before their adapters close
             await runtime.aclose()
 
+    handlers = [*ROUTES, *CHAT_ROUTES, *ADMIN_ROUTES, *OPS_ROUTES]
+    check_routes(handlers)
     return GatewayApp(
-        route_handlers=[*ROUTES, *CHAT_ROUTES, *ADMIN_ROUTES, *OPS_ROUTES],
+        route_handlers=handlers,
+        guards=[guard],
         lifespan=[lifespan],
         exception_handlers={Exception: handle_exception},
         request_max_body_size=config.server.max_body_bytes,

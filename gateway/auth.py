@@ -2,7 +2,8 @@
 
 With no `auth.keys` in the manifest the API is open (fine on loopback, which is the
 default bind); with keys, every API request needs one, and a key can be limited to
-some models. Admin endpoints always need the admin key.
+some models. Admin endpoints always need the admin key. Which route needs which key is
+decided in `access.py`.
 """
 
 from __future__ import annotations
@@ -13,16 +14,15 @@ import os
 from collections.abc import Mapping
 
 from gateway.config import ApiKey, GatewayConfig, ModelSpec
-from gateway.errors import AuthenticationFailed, PermissionDenied
+from gateway.errors import AuthenticationFailed
 
 __all__ = [
     "authenticate",
-    "authorize_model",
     "bearer_token",
     "is_loopback",
     "key_allows",
+    "matches_admin",
     "public_bind_problem",
-    "require_admin",
     "unset_key_variables",
 ]
 
@@ -64,25 +64,10 @@ def key_allows(key: ApiKey | None, model: ModelSpec) -> bool:
     return key is None or not key.models or bool({model.name, *model.aliases} & set(key.models))
 
 
-def authorize_model(key: ApiKey | None, model: ModelSpec) -> None:
-    if key_allows(key, model):
-        return
-    raise PermissionDenied(f"The API key '{key.name}' may not use the model '{model.name}'.", param="model",
-                           code="model_not_allowed")
-
-
-def require_admin(config: GatewayConfig, headers: Mapping[str, str], environ: Mapping[str, str] = os.environ) -> None:
-    expected = _secret(config.auth.admin_key_env, environ)
-    if expected is None:
-        raise PermissionDenied(
-            "Admin endpoints are disabled: set auth.admin_key_env in the manifest and that environment variable.",
-            code="admin_disabled",
-        )
+def matches_admin(config: GatewayConfig, headers: Mapping[str, str], environ: Mapping[str, str] = os.environ) -> bool:
+    """Whether the request presents the admin key (never true while admin endpoints are disabled)."""
     token = bearer_token(headers)
-    if token is None:
-        raise AuthenticationFailed("An admin key is required (Authorization: Bearer <key>).")
-    if not _matches(token, expected):
-        raise AuthenticationFailed("The admin key is not valid.")
+    return token is not None and _matches(token, _secret(config.auth.admin_key_env, environ))
 
 
 def is_loopback(host: str) -> bool:

@@ -53,6 +53,7 @@ class ServerConfig(Base):
     host: str = "127.0.0.1"
     port: Port = 8080
     max_body_bytes: Positive = 32 * 1024 * 1024
+    body_timeout_seconds: Annotated[float, Meta(gt=0, le=3600)] = 30.0  # a body still arriving then gets 408
     keepalive_seconds: Annotated[float, Meta(gt=0, le=10)] = 5.0
     watch_manifest: bool = True
     allow_public_without_keys: bool = False

@@ -9,7 +9,9 @@
     ├── NotFound                      404 (routes, responses, items)
     │   └── ModelNotFound             404 code model_not_found
     ├── MethodNotAllowed              405
+    ├── RequestTimeout                408 (the body stalled)
     ├── PayloadTooLarge               413
+    ├── ClientDisconnected            499 (logged only: nobody is left to read it)
     ├── RateLimited                   429
     └── ServiceUnavailable            503
         ├── ModelUnavailable          503 code model_unavailable
@@ -27,6 +29,7 @@ import msgspec
 
 __all__ = [
     "AuthenticationFailed",
+    "ClientDisconnected",
     "ContextLengthExceeded",
     "ErrorBody",
     "ErrorEnvelope",
@@ -40,6 +43,7 @@ __all__ = [
     "PermissionDenied",
     "PreviousResponseNotFound",
     "RateLimited",
+    "RequestTimeout",
     "ServiceUnavailable",
     "StoreUnavailable",
     "envelope",
@@ -124,6 +128,20 @@ class MethodNotAllowed(GatewayError):
     status = 405
     type = "invalid_request_error"
     code = "method_not_allowed"
+
+
+class RequestTimeout(GatewayError):
+    status = 408
+    type = "invalid_request_error"
+    code = "request_timeout"
+
+
+class ClientDisconnected(GatewayError):
+    """The client went away while sending its request (nginx's 499): not a server error."""
+
+    status = 499
+    type = "invalid_request_error"
+    code = "client_disconnected"
 
 
 class PayloadTooLarge(GatewayError):

@@ -7,13 +7,13 @@ from typing import Any
 from litestar import Request, get
 from litestar import Response as HttpResponse
 
-from gateway.auth import authenticate, require_admin
-from gateway.errors import AuthenticationFailed
+from gateway.access import ACCESS, Access, Caller, caller_of
+from gateway.config import GatewayConfig
 from gateway.http import json_response
 from gateway.metrics import CONTENT_TYPE
 from gateway.status import PAGE, status_document
 
-__all__ = ["OPS_ROUTES", "gateway_state"]
+__all__ = ["OPS_ROUTES", "gateway_state", "visible_state"]
 
 
 async def gateway_state(request: Request[Any, Any, Any]) -> dict[str, Any]:
@@ -28,20 +28,23 @@ async def gateway_state(request: Request[Any, Any, Any]) -> dict[str, Any]:
     return state
 
 
-def _require_key(request: Request[Any, Any, Any]) -> None:
-    """With API keys configured, operational data needs one of them or the admin key."""
-    config = request.app.state.runtime.config
-    if not config.auth.keys:
-        return
-    try:
-        authenticate(config, request.headers)
-    except AuthenticationFailed:
-        require_admin(config, request.headers)
+def visible_state(state: dict[str, Any], caller: Caller, config: GatewayConfig) -> dict[str, Any]:
+    """`state` as `caller` may see it: a key limited to some models sees only those, and not the manifest."""
+    if caller.sees_everything:
+        return state
+    allowed = {model.name for model in caller.visible_models(config)}
+    limited = {name: value for name, value in state.items() if name != "manifest"}
+    limited["models"] = {name: info for name, info in state["models"].items() if name in allowed}
+    return limited
 
 
-@get("/ready")
+@get("/ready", opt={ACCESS: Access.PUBLIC})
 async def ready(request: Request[Any, Any, Any]) -> HttpResponse[bytes]:
-    """200 when the manifest is loaded, the store answers and no model is broken; else 503 with the reasons."""
+    """200 when the manifest is loaded, the store answers and no model is broken; else 503.
+
+    Anyone gets `{"ready": ...}` and the status code; a caller with a key also gets the reasons and the models.
+    """
+    caller = caller_of(request)
     state = await gateway_state(request)
     problems = []
     if state["store"].get("state") != "ok":
@@ -49,27 +52,38 @@ async def ready(request: Request[Any, Any, Any]) -> HttpResponse[bytes]:
     for name, model in state["models"].items():
         if model.get("state") == "failed":
             problems.append(f"model {name}: {model.get('state')}")
-    body = {"ready": not problems, "problems": problems, "manifest_version": state.get("manifest_version"),
-            "models": {name: model.get("state") for name, model in state["models"].items()}}
-    return json_response(body, status=200 if not problems else 503)
+    status = 200 if not problems else 503
+    if not caller.identified:
+        return json_response({"ready": not problems}, status=status)
+    shown = visible_state(state, caller, request.app.state.runtime.config)
+    body = {"ready": not problems, "problems": [p for p in problems if _shows(p, shown)],
+            "manifest_version": state.get("manifest_version"),
+            "models": {name: model.get("state") for name, model in shown["models"].items()}}
+    return json_response(body, status=status)
 
 
-@get("/metrics")
+def _shows(problem: str, shown: dict[str, Any]) -> bool:
+    """A problem about a model the caller may not see is counted in `ready`, not named."""
+    return not problem.startswith("model ") or problem.removeprefix("model ").split(":")[0] in shown["models"]
+
+
+@get("/metrics", opt={ACCESS: Access.OPERATOR})
 async def metrics(request: Request[Any, Any, Any]) -> HttpResponse[bytes]:
-    _require_key(request)
     exposition = request.app.state.metrics.exposition(await gateway_state(request))
     return HttpResponse(exposition, media_type=CONTENT_TYPE)
 
 
-@get("/")
+@get("/", opt={ACCESS: Access.PUBLIC})
 async def status_page() -> HttpResponse[str]:
-    return HttpResponse(PAGE, media_type="text/html; charset=utf-8")
+    return HttpResponse(PAGE, media_type="text/html; charset=utf-8")  # no data: it fetches /status.json
 
 
-@get("/status.json")
+@get("/status.json", opt={ACCESS: Access.ANY_KEY})
 async def status_data(request: Request[Any, Any, Any]) -> HttpResponse[bytes]:
-    _require_key(request)
-    document = status_document(await gateway_state(request), request.app.state.recent)
+    caller = caller_of(request)
+    config = request.app.state.runtime.config
+    state = visible_state(await gateway_state(request), caller, config)
+    document = status_document(state, request.app.state.recent, shows=lambda model: caller.may_read(model, config))
     return json_response(document, headers={"Cache-Control": "no-store"})
 
 

@@ -9,7 +9,7 @@ from litestar import Response as HttpResponse
 from litestar.params import FromPath
 from litestar.response import Stream
 
-from gateway.auth import key_allows
+from gateway.access import ACCESS, Access, caller_of
 from gateway.background import follow
 from gateway.errors import InvalidRequest
 from gateway.http import json_response
@@ -71,21 +71,19 @@ def page_items(items: list[dict[str, Any]], *, after: str | None, limit: int, or
 
 async def _check_key(request: Request[Any, Any, Any], response_id: str, model: str | None = None) -> None:
     """A key limited to some models sees only responses of those models (others look absent: 404)."""
-    key = request.scope["state"].get("api_key")
-    if key is None or not key.models:
+    caller = caller_of(request)
+    if caller.sees_everything:
         return
     if model is None:
         stored = await _store(request).get(response_id)
         if stored is None:
             raise response_not_found(response_id)
         model = stored.response.model
-    # A stored response names its model's canonical name; one the manifest no longer serves matches by name only.
-    served = next((m for m in request.app.state.runtime.config.models if m.name == model), None)
-    if not (key_allows(key, served) if served is not None else model in key.models):
+    if not caller.may_read(model, request.app.state.runtime.config):
         raise response_not_found(response_id)
 
 
-@get("/v1/responses/{response_id:str}")
+@get("/v1/responses/{response_id:str}", opt={ACCESS: Access.CLIENT})
 async def retrieve_response(request: Request[Any, Any, Any], response_id: FromPath[str]) -> HttpResponse[Any]:
     store = _store(request)
     query = request.query_params
@@ -109,7 +107,7 @@ async def retrieve_response(request: Request[Any, Any, Any], response_id: FromPa
     return Stream(follow(store, response_id, after), media_type="text/event-stream", headers=SSE_HEADERS)
 
 
-@delete("/v1/responses/{response_id:str}", status_code=200)
+@delete("/v1/responses/{response_id:str}", status_code=200, opt={ACCESS: Access.CLIENT})
 async def delete_response(request: Request[Any, Any, Any], response_id: FromPath[str]) -> HttpResponse[Any]:
     await _check_key(request, response_id)
     if not await _store(request).delete(response_id):
@@ -117,7 +115,7 @@ async def delete_response(request: Request[Any, Any, Any], response_id: FromPath
     return json_response({"id": response_id, "object": "response.deleted", "deleted": True})
 
 
-@get("/v1/responses/{response_id:str}/input_items")
+@get("/v1/responses/{response_id:str}/input_items", opt={ACCESS: Access.CLIENT})
 async def list_input_items(request: Request[Any, Any, Any], response_id: FromPath[str]) -> HttpResponse[Any]:
     query = request.query_params
     limit = _integer(query.get("limit"), "limit", default=20, low=1, high=100)
@@ -131,7 +129,7 @@ async def list_input_items(request: Request[Any, Any, Any], response_id: FromPat
     return json_response(page_items([item_to_wire(item) for item in items], after=query.get("after"), limit=limit, order=order))
 
 
-@post("/v1/responses/{response_id:str}/cancel", status_code=200)
+@post("/v1/responses/{response_id:str}/cancel", status_code=200, opt={ACCESS: Access.CLIENT})
 async def cancel_response(request: Request[Any, Any, Any], response_id: FromPath[str]) -> HttpResponse[Any]:
     await _check_key(request, response_id)
     stored = await _store(request).cancel(response_id)

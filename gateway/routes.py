@@ -10,15 +10,16 @@ from litestar import Response as HttpResponse
 from litestar.params import FromPath
 from litestar.response import Stream
 
-from gateway.auth import authorize_model, key_allows
+from gateway.access import ACCESS, Access, caller_of
+from gateway.errors import ModelNotFound, PermissionDenied
 from gateway.events import Event
 from gateway.log import RequestRecord
 from gateway.protocol import CustomToolCallOutput, FunctionCallOutput, LocalShellCallOutput
 from gateway.assemble import Assembler
 from gateway.background import follow
-from gateway.http import json_response
+from gateway.http import json_response, read_body
 from gateway.normalize import decode_request
-from gateway.ops_routes import gateway_state
+from gateway.ops_routes import gateway_state, visible_state
 from gateway.responses_routes import RESPONSE_ROUTES
 from gateway.routing import resolve_model
 from gateway.runner import Finalizer, RunStats, run_generation
@@ -108,16 +109,22 @@ def start_run(
 
 def authorize(request: Request[Any, Any, Any], prepared: Prepared) -> None:
     """The request's API key (if keys are configured) must be allowed this model: 403 before any work."""
-    authorize_model(request.scope["state"].get("api_key"), prepared.model)
+    caller = caller_of(request)
+    if not caller.may_use(prepared.model):
+        name = caller.key.name if caller.key is not None else ""
+        raise PermissionDenied(f"The API key '{name}' may not use the model '{prepared.model.name}'.",
+                               param="model", code="model_not_allowed")
 
 
-@post("/v1/responses", status_code=200)
+@post("/v1/responses", status_code=200, opt={ACCESS: Access.CLIENT})
 async def create_response(request: Request[Any, Any, Any]) -> HttpResponse[Any]:
     runtime = _runtime(request)
     snapshot = runtime.snapshot  # this request keeps it to the end, whatever a reload does
     stateful: Stateful = request.app.state.stateful
-    body = await request.body()
-    turn = await open_turn(stateful.store, decode_request(body))  # chain, item references: 4xx/503 before any byte
+    body = await read_body(request)
+    caller = caller_of(request)
+    may_read = lambda model: caller.may_read(model, snapshot.config)  # noqa: E731
+    turn = await open_turn(stateful.store, decode_request(body), may_read)  # chain, references: 4xx/503 first
     prepared = prepare_response(
         snapshot.config, snapshot.adapters, turn.request, request.headers, history=turn.history, ids=turn.ids
     )
@@ -144,18 +151,20 @@ async def create_response(request: Request[Any, Any, Any]) -> HttpResponse[Any]:
     return json_response(assembler.response, headers=headers)
 
 
-@get("/v1/models")
+@get("/v1/models", opt={ACCESS: Access.CLIENT})
 async def list_models(request: Request[Any, Any, Any]) -> HttpResponse[bytes]:
     runtime = _runtime(request)
-    key = request.scope["state"].get("api_key")
-    data = [_model_object(m.name, runtime.started_at) for m in runtime.config.models if key_allows(key, m)]
-    return json_response({"object": "list", "data": data})
+    models = caller_of(request).visible_models(runtime.config)
+    return json_response({"object": "list", "data": [_model_object(m.name, runtime.started_at) for m in models]})
 
 
-@get("/v1/models/{model_id:path}")
+@get("/v1/models/{model_id:path}", opt={ACCESS: Access.CLIENT})
 async def get_model(request: Request[Any, Any, Any], model_id: FromPath[str]) -> HttpResponse[bytes]:
     runtime = _runtime(request)
-    model = resolve_model(runtime.config, model_id.lstrip("/"))
+    name = model_id.lstrip("/")
+    model = resolve_model(runtime.config, name)
+    if not caller_of(request).may_use(model):  # as absent as in the listing
+        raise ModelNotFound(name)
     return json_response(_model_object(model.name, runtime.started_at))
 
 
@@ -163,9 +172,14 @@ def _model_object(name: str, created: int) -> dict[str, Any]:
     return {"id": name, "object": "model", "created": created, "owned_by": "mlx-gateway"}
 
 
-@get("/health")
+@get("/health", opt={ACCESS: Access.PUBLIC})
 async def health(request: Request[Any, Any, Any]) -> HttpResponse[bytes]:
-    return json_response(await gateway_state(request))
+    """Liveness for anyone (`status` only); the details for a caller with a key, limited to what it may see."""
+    caller = caller_of(request)
+    state = await gateway_state(request)
+    if not caller.identified:
+        return json_response({"status": state["status"]})
+    return json_response(visible_state(state, caller, _runtime(request).config))
 
 
 ROUTES = [create_response, list_models, get_model, health, *RESPONSE_ROUTES]

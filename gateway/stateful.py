@@ -12,7 +12,7 @@ becomes `response.failed` with `store_unavailable` (a 503 when not streaming).
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import msgspec
 import structlog
@@ -81,8 +81,12 @@ class Turn(msgspec.Struct, kw_only=True):
         return tagged_id(prefix, self.tag)
 
 
-async def open_turn(store: ResponseStore, request: ResponsesRequest) -> Turn:
-    """Everything the store contributes before generation; 400/503 here come before any SSE byte."""
+async def open_turn(store: ResponseStore, request: ResponsesRequest, may_read: Callable[[str | None], bool]) -> Turn:
+    """Everything the store contributes before generation; 400/503 here come before any SSE byte.
+
+    `may_read(model)` says whether the caller may see stored data of that model: a turn or an item
+    it may not see is reported exactly as one that does not exist.
+    """
     previous = request.previous_response_id
     tag = new_tag()
     history: list[InputItem] | None = None
@@ -91,6 +95,8 @@ async def open_turn(store: ResponseStore, request: ResponsesRequest) -> Turn:
         if not tag:
             raise PreviousResponseNotFound(previous)
         turns = await store.chain(previous)
+        if not all(may_read(turn.model) for turn in turns):
+            raise PreviousResponseNotFound(previous)
         if turns[-1].status not in TERMINAL:
             raise InvalidRequest(
                 f"Previous response '{previous}' has not finished yet (status {turns[-1].status}).",
@@ -98,7 +104,7 @@ async def open_turn(store: ResponseStore, request: ResponsesRequest) -> Turn:
                 code="previous_response_in_progress",
             )
         history = [item for turn in turns for item in (*turn.input, *turn.output)]
-    items = await resolve_references(store, request.input)
+    items = await resolve_references(store, request.input, may_read)
     # Only the stored copy gets ids: the model sees the input as sent (its prompt does not change with `store`).
     stored, new_ids = assign_ids(items, tag) if request.store else ([], [])
     return Turn(
@@ -110,8 +116,11 @@ async def open_turn(store: ResponseStore, request: ResponsesRequest) -> Turn:
     )
 
 
-async def resolve_references(store: ResponseStore, items: list[InputItem]) -> list[InputItem]:
-    """Replace `item_reference`s by the stored items (one round trip); 400 naming the first unknown id."""
+async def resolve_references(
+    store: ResponseStore, items: list[InputItem], may_read: Callable[[str | None], bool]
+) -> list[InputItem]:
+    """Replace `item_reference`s by the stored items (one round trip); 400 naming the first unknown id
+    (an item of a model the caller may not read counts as unknown)."""
     wanted = [item.id for item in items if isinstance(item, ItemReference)]
     if not wanted:
         return items
@@ -120,9 +129,9 @@ async def resolve_references(store: ResponseStore, items: list[InputItem]) -> li
     for index, item in enumerate(items):
         if isinstance(item, ItemReference):
             target = found.get(item.id)
-            if target is None:
+            if target is None or not may_read(target.model):
                 raise InvalidRequest(f"Item with id '{item.id}' not found.", param=f"input[{index}].id")
-            item = target
+            item = target.item
         resolved.append(item)
     return resolved
 

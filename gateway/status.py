@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 __all__ = ["PAGE", "RecentRequests", "status_document"]
@@ -20,20 +21,27 @@ class RecentRequests:
                 "input_tokens", "output_tokens", "cached_tokens", "tokens_per_second", "degradations", "error_code")
         self.entries.append({"at": round(time.time(), 3), **{k: line[k] for k in keep if k in line}})
 
+    def visible(self, shows: Callable[[str | None], bool]) -> list[dict[str, Any]]:
+        """The entries of the models `shows` accepts, newest first."""
+        return [entry for entry in reversed(self.entries) if shows(entry.get("model"))]
+
     def tokens_per_second(self, model: str) -> float | None:
         rates = [e["tokens_per_second"] for e in self.entries
                  if e.get("model") == model and isinstance(e.get("tokens_per_second"), (int, float))]
         return round(sum(rates[-5:]) / len(rates[-5:]), 1) if rates else None
 
-    def degradations(self) -> dict[str, int]:
+    def degradations(self, shows: Callable[[str | None], bool]) -> dict[str, int]:
         counts: dict[str, int] = {}
-        for entry in self.entries:
+        for entry in self.visible(shows):
             for item in entry.get("degradations", ()):
                 counts[item] = counts.get(item, 0) + 1
         return dict(sorted(counts.items(), key=lambda kv: -kv[1]))
 
 
-def status_document(health: dict[str, Any], recent: RecentRequests) -> dict[str, Any]:
+def status_document(
+    health: dict[str, Any], recent: RecentRequests, shows: Callable[[str | None], bool]
+) -> dict[str, Any]:
+    """The status page's data; `shows(model)` filters recent requests to what the caller may see."""
     models = {
         name: {**info, "recent_tokens_per_second": recent.tokens_per_second(name)}
         for name, info in health.get("models", {}).items()
@@ -44,8 +52,8 @@ def status_document(health: dict[str, Any], recent: RecentRequests) -> dict[str,
         "manifest_version": health.get("manifest_version"),
         "store": health.get("store"),
         "models": models,
-        "recent": list(reversed(recent.entries)),
-        "degradations": recent.degradations(),
+        "recent": recent.visible(shows),
+        "degradations": recent.degradations(shows),
     }
 
 

@@ -2,16 +2,10 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.auth import (
-    authenticate,
-    authorize_model,
-    is_loopback,
-    public_bind_problem,
-    require_admin,
-    unset_key_variables,
-)
+from gateway.access import identify
+from gateway.auth import authenticate, is_loopback, matches_admin, public_bind_problem, unset_key_variables
 from gateway.config import parse_config
-from gateway.errors import AuthenticationFailed, PermissionDenied
+from gateway.errors import AuthenticationFailed
 
 MANIFEST = """
 models:
@@ -54,22 +48,24 @@ def test_a_key_whose_variable_is_unset_never_matches() -> None:
 
 def test_keys_and_their_models() -> None:
     cfg = config()
-    everything = authenticate(cfg, bearer("all-secret"), ENV)
-    only_a = authenticate(cfg, bearer("a-secret"), ENV)
-    assert (everything.name, only_a.name) == ("everything", "only-a")
-    authorize_model(everything, cfg.models[1])
-    authorize_model(only_a, cfg.models[0])  # allowed through its alias
-    with pytest.raises(PermissionDenied) as info:
-        authorize_model(only_a, cfg.models[1])
-    assert info.value.status == 403 and info.value.param == "model" and "'only-a'" in info.value.message
+    everything = identify(cfg, bearer("all-secret"), ENV)
+    only_a = identify(cfg, bearer("a-secret"), ENV)
+    assert (everything.key.name, only_a.key.name) == ("everything", "only-a")  # type: ignore[union-attr]
+    assert everything.may_use(cfg.models[1]) and everything.sees_everything
+    assert only_a.may_use(cfg.models[0])  # allowed through its alias
+    assert not only_a.may_use(cfg.models[1]) and not only_a.sees_everything
+    assert only_a.may_read("a", cfg) and not only_a.may_read("b", cfg)
+    assert not only_a.may_read(None, cfg)  # data of no known model is for full views only
+    assert only_a.may_read("alpha", cfg)  # a model the manifest no longer serves: matched by the listed name
 
 
 def test_admin_key() -> None:
-    require_admin(config(), bearer("admin-secret"), ENV)
-    with pytest.raises(AuthenticationFailed):
-        require_admin(config(), bearer("all-secret"), ENV)  # an API key is not an admin key
-    with pytest.raises(PermissionDenied):
-        require_admin(config(), bearer("admin-secret"), {})
+    assert matches_admin(config(), bearer("admin-secret"), ENV)
+    assert identify(config(), bearer("admin-secret"), ENV).kind == "admin"
+    assert not matches_admin(config(), bearer("all-secret"), ENV)  # an API key is not an admin key
+    assert not matches_admin(config(), bearer("admin-secret"), {})  # admin endpoints disabled: nothing matches
+    assert identify(config(), {}, ENV).kind == "anonymous"
+    assert identify(parse_config("models: []"), {}, ENV).kind == "open"
 
 
 @pytest.mark.parametrize(("host", "loopback"), [("127.0.0.1", True), ("127.9.9.9", True), ("::1", True),

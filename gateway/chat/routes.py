@@ -10,7 +10,8 @@ from litestar.response import Stream
 
 from gateway.chat.stream import ChunkWriter
 from gateway.chat.translate import completion_object, decode_chat_request, to_responses_request
-from gateway.http import json_response
+from gateway.access import ACCESS, Access
+from gateway.http import json_response, read_body
 from gateway.routes import authorize, start_run
 from gateway.runtime import Runtime
 from gateway.service import prepare_response
@@ -19,11 +20,11 @@ from gateway.sse import SSE_HEADERS
 __all__ = ["CHAT_ROUTES"]
 
 
-@post("/v1/chat/completions", status_code=200)
+@post("/v1/chat/completions", status_code=200, opt={ACCESS: Access.CLIENT})
 async def chat_completions(request: Request[Any, Any, Any]) -> HttpResponse[Any]:
     runtime: Runtime = request.app.state.runtime
     snapshot = runtime.snapshot
-    chat = decode_chat_request(await request.body())
+    chat = decode_chat_request(await read_body(request))
     responses_request, stop = to_responses_request(chat)
     prepared = prepare_response(snapshot.config, snapshot.adapters, responses_request, request.headers, stop=stop)
     authorize(request, prepared)

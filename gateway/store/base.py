@@ -22,6 +22,7 @@ __all__ = [
     "LoggedEvent",
     "ResponseStore",
     "Signal",
+    "StoredItem",
     "StoredResponse",
     "TurnRecord",
 ]
@@ -43,6 +44,15 @@ class ChainTurn(Struct, kw_only=True, frozen=True):
     status: str
     input: list[InputItem]
     output: list[OutputItem]
+    model: str | None = None  # the model that answered this turn: who may read it depends on it
+
+
+class StoredItem(Struct, frozen=True, array_like=True):
+    """An item as `item_reference` finds it, with the model of the response that holds it
+    (None for items written before the model was stored with them)."""
+
+    model: str | None
+    item: InputItem
 
 
 class StoredResponse(Struct, kw_only=True):
@@ -71,7 +81,7 @@ class ResponseStore(Protocol):
     async def chain(self, response_id: str) -> list[ChainTurn]:
         """The turns ending at `response_id`, oldest first, in one round trip."""
 
-    async def items(self, item_ids: Sequence[str]) -> dict[str, InputItem]:
+    async def items(self, item_ids: Sequence[str]) -> dict[str, StoredItem]:
         """The stored items among `item_ids` (unknown ids are left out)."""
 
     async def begin(self, record: TurnRecord, *, background: bool = False) -> None:

@@ -8,11 +8,13 @@ import msgspec
 
 from gateway.events import Event
 from gateway.protocol import InputItem, OutputItem, Response, ResponseError, UnknownItem
+from gateway.store.base import StoredItem
 
 __all__ = [
     "item_id",
     "decode_input",
     "decode_item",
+    "encode_item",
     "decode_output",
     "decode_response",
     "encode",
@@ -25,6 +27,7 @@ _JSON = msgspec.json.Encoder()
 _INPUT = msgspec.msgpack.Decoder(list[InputItem])
 _OUTPUT = msgspec.msgpack.Decoder(list[OutputItem])
 _ITEM = msgspec.msgpack.Decoder(InputItem)
+_STORED_ITEM = msgspec.msgpack.Decoder(StoredItem)
 _RESPONSE = msgspec.msgpack.Decoder(Response)
 
 LOST = ResponseError(
@@ -44,8 +47,16 @@ def decode_output(blob: bytes | None) -> list[OutputItem]:
     return _OUTPUT.decode(blob) if blob else []
 
 
-def decode_item(blob: bytes) -> InputItem:
-    return _ITEM.decode(blob)  # type: ignore[no-any-return]
+def encode_item(item: InputItem, model: str) -> bytes:
+    return _PACK.encode(StoredItem(model, item))
+
+
+def decode_item(blob: bytes) -> StoredItem:
+    """An item with its model; a bare item (written before models were kept with items) has none."""
+    try:
+        return _STORED_ITEM.decode(blob)
+    except msgspec.ValidationError:
+        return StoredItem(None, _ITEM.decode(blob))
 
 
 def decode_response(blob: bytes) -> Response:

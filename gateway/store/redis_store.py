@@ -21,13 +21,14 @@ from gateway.errors import GatewayError, InvalidRequest, NotFound, PreviousRespo
 from gateway.events import Event
 from gateway.protocol import InputItem, Response
 from gateway.store import scripts
-from gateway.store.base import ChainTurn, Finished, LoggedEvent, Signal, StoredResponse, TurnRecord
+from gateway.store.base import ChainTurn, Finished, LoggedEvent, Signal, StoredItem, StoredResponse, TurnRecord
 from gateway.store.codec import (
     decode_input,
     decode_item,
     decode_output,
     decode_response,
     encode,
+    encode_item,
     event_triples,
     item_id,
     present,
@@ -158,13 +159,18 @@ class RedisStore:
                 code="previous_response_chain_too_long",
             )
         turns = [
-            ChainTurn(status=reply[j].decode(), input=decode_input(reply[j + 1]), output=decode_output(reply[j + 2]))
-            for j in range(1, len(reply), 3)
+            ChainTurn(
+                status=reply[j].decode(),
+                input=decode_input(reply[j + 1]),
+                output=decode_output(reply[j + 2]),
+                model=reply[j + 3].decode() or (decode_response(reply[j + 4]).model if reply[j + 4] else None),
+            )
+            for j in range(1, len(reply), 5)
         ]
         turns.reverse()
         return turns
 
-    async def items(self, item_ids: Sequence[str]) -> dict[str, InputItem]:
+    async def items(self, item_ids: Sequence[str]) -> dict[str, StoredItem]:
         wanted = [(item_id, tag) for item_id in dict.fromkeys(item_ids) if (tag := tag_of(item_id)) is not None]
         if not wanted:
             return {}
@@ -183,7 +189,7 @@ class RedisStore:
         for item in record.input:
             identifier = item_id(item)
             if identifier in fresh:
-                pairs += [identifier, encode(item)]
+                pairs += [identifier, encode_item(item, response.model)]
         await self._run(
             "BEGIN",
             tag,
@@ -196,6 +202,7 @@ class RedisStore:
             "\n".join(record.new_item_ids),
             "1" if background else "0",
             self._lease_ms if background else 0,
+            response.model,
             *pairs,
         )
 
@@ -205,7 +212,7 @@ class RedisStore:
         pairs: list[Any] = []
         for item in response.output:
             if item.id in ids:
-                pairs += [item.id, encode(item)]
+                pairs += [item.id, encode_item(item, response.model)]
         reply = await self._run(
             "FINISH",
             tag,

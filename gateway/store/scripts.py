@@ -3,8 +3,8 @@
 Keys under `<space>` = `<prefix>:{<tag>}`:
     :r:<resp>   hash  p (previous id), s (status), r (response, msgpack, output left out),
                       o (output items), i (this turn's input items), k (indexed item ids,
-                      newline-separated), b ("1" for background)
-    :i:<item>   string, one item (msgpack): what `item_reference` resolves
+                      newline-separated), b ("1" for background), m (the model's name)
+    :i:<item>   string, one item with its response's model (msgpack): what `item_reference` resolves
     :e:<resp>   stream of events, entry id 0-(sequence_number+1), fields t (type) d (JSON)
     :c:<resp>   cancel flag of a background response
     :o:<resp>   owner lease of a background response (short PX, renewed by the owner)
@@ -40,13 +40,13 @@ local function append(stream, from, ttl)
 end
 """
 
-# ARGV: space, id, ttl_ms, prev, status, response, input, item_ids, background, lease_ms, (item_id, item)*
+# ARGV: space, id, ttl_ms, prev, status, response, input, item_ids, background, lease_ms, model, (item_id, item)*
 BEGIN = _PRELUDE + r"""
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 redis.call('HSET', KEYS[1], 'p', ARGV[4], 's', ARGV[5], 'r', ARGV[6], 'o', '', 'i', ARGV[7],
-           'k', ARGV[8], 'b', ARGV[9])
+           'k', ARGV[8], 'b', ARGV[9], 'm', ARGV[11])
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
-for j = 11, #ARGV, 2 do
+for j = 12, #ARGV, 2 do
   redis.call('SET', ARGV[1] .. ':i:' .. ARGV[j], ARGV[j + 1], 'PX', ARGV[3])
 end
 if tonumber(ARGV[10]) > 0 then
@@ -78,8 +78,9 @@ redis.call('DEL', ARGV[1] .. ':o:' .. ARGV[2])
 return {'ok'}
 """
 
-# ARGV: space, start_id, max_depth, ttl_ms. Returns {'ok', (status, input, output)*} newest
-# first, or {'missing', id, depth} / {'cycle', id} / {'depth', id}.
+# ARGV: space, start_id, max_depth, ttl_ms. Returns {'ok', (status, input, output, model, response)*}
+# newest first, or {'missing', id, depth} / {'cycle', id} / {'depth', id}. `response` is sent only for
+# records written before `m` (the model) was stored, so the model can still be read from it.
 # Walking a chain renews the TTL of turns past half their life, so a conversation in use never
 # loses its beginning, and a chain walked often is not rewritten on every turn.
 CHAIN = _PRELUDE + r"""
@@ -91,12 +92,14 @@ while id ~= '' do
   if depth == max then return {'depth', id} end
   seen[id] = true
   local key = space .. ':r:' .. id
-  local rec = redis.call('HMGET', key, 'p', 's', 'i', 'o', 'k')
+  local rec = redis.call('HMGET', key, 'p', 's', 'i', 'o', 'k', 'm')
   if not rec[2] then return {'missing', id, tostring(depth)} end
   depth = depth + 1
   out[#out + 1] = rec[2]
   out[#out + 1] = rec[3] or ''
   out[#out + 1] = rec[4] or ''
+  out[#out + 1] = rec[6] or ''
+  out[#out + 1] = rec[6] and '' or (redis.call('HGET', key, 'r') or '')
   if redis.call('PTTL', key) < half then
     redis.call('PEXPIRE', key, ttl)
     for item in string.gmatch(rec[5] or '', '[^\n]+') do
