@@ -14,8 +14,8 @@ from litestar import Response as HttpResponse
 from litestar.exceptions import HTTPException, MethodNotAllowedException, NotFoundException
 from litestar.types import Receive, Scope, Send
 
-from gateway.config import GatewayConfig
 from gateway.access import ACCESS, Access, check_routes, guard
+from gateway.config import GatewayConfig
 from gateway.errors import (
     GatewayError,
     MethodNotAllowed,
@@ -25,16 +25,14 @@ from gateway.errors import (
     retry_after,
 )
 from gateway.metrics import Metrics
-from gateway.ops_routes import OPS_ROUTES
-from gateway.status import RecentRequests
+from gateway.api import ROUTE_HANDLERS
+from gateway.api.status_page import RecentRequests
+from gateway.background import BackgroundRuns
 from gateway.ids import new_id
 from gateway.log import RequestRecord
-from gateway.admin import ADMIN_ROUTES
-from gateway.chat import CHAT_ROUTES
 from gateway.reload import Reloader
-from gateway.routes import ROUTES
 from gateway.runtime import Runtime
-from gateway.stateful import Stateful
+from gateway.store import RedisStore
 
 __all__ = ["GatewayApp", "create_app"]
 
@@ -122,8 +120,9 @@ def create_app(config: GatewayConfig, *, manifest_path: str | Path | None = None
         app.state.runtime = runtime
         app.state.metrics = Metrics()
         app.state.recent = RecentRequests()
-        app.state.stateful = Stateful(config.store)  # connects lazily: a Redis that is down does not stop start-up
-        app.state.stateful.store.observe = app.state.metrics.observe_store
+        app.state.store = RedisStore.from_config(config.store)  # connects lazily: Redis down does not stop start-up
+        app.state.store.observe = app.state.metrics.observe_store
+        app.state.background = BackgroundRuns(app.state.store)
         reloader = Reloader(runtime, manifest_path) if manifest_path is not None else None
         app.state.reloader = reloader
         if reloader is not None:
@@ -133,13 +132,13 @@ def create_app(config: GatewayConfig, *, manifest_path: str | Path | None = None
         finally:
             if reloader is not None:
                 await reloader.stop()
-            await app.state.stateful.aclose()  # background runs end (and are stored) before their adapters close
+            await app.state.background.aclose()  # background runs end (and are stored) before their adapters close
+            await app.state.store.aclose()
             await runtime.aclose()
 
-    handlers = [*ROUTES, *CHAT_ROUTES, *ADMIN_ROUTES, *OPS_ROUTES]
-    check_routes(handlers)
+    check_routes(ROUTE_HANDLERS)
     return GatewayApp(
-        route_handlers=handlers,
+        route_handlers=ROUTE_HANDLERS,
         guards=[guard],
         lifespan=[lifespan],
         exception_handlers={Exception: handle_exception},

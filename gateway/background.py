@@ -21,11 +21,10 @@ from collections.abc import AsyncIterator
 import msgspec
 import structlog
 
-from gateway.assemble import Assembler
 from gateway.errors import GatewayError
-from gateway.events import ErrorEvent, Event, ResponseCompleted, ResponseFailed, ResponseIncomplete
+from gateway.events import STREAM_ENDINGS, ErrorEvent, Event, ResponseFailed
 from gateway.protocol import Response, ResponseError
-from gateway.service import Prepared
+from gateway.run import Run
 from gateway.sse import frame
 from gateway.store import TERMINAL, EventLog, RedisStore
 from gateway.store.shield import shielded
@@ -37,7 +36,6 @@ log = structlog.get_logger()
 HEARTBEAT_SECONDS = 0.5
 SHUTDOWN_SECONDS = 5.0
 _JSON = msgspec.json.Encoder()
-_ENDINGS = (ResponseCompleted, ResponseIncomplete, ResponseFailed, ErrorEvent)
 
 
 def cancel_event(sequence_number: int) -> ErrorEvent:
@@ -50,17 +48,17 @@ class BackgroundRuns:
     def __init__(self, store: RedisStore, *, heartbeat: float = HEARTBEAT_SECONDS) -> None:
         self._store = store
         self._heartbeat = heartbeat
-        self._runs: dict[asyncio.Task[None], _Run] = {}
+        self._runs: dict[asyncio.Task[None], _OwnedRun] = {}
 
     @property
     def active(self) -> int:
         return len(self._runs)
 
-    def launch(self, prepared: Prepared, batches: AsyncIterator[list[Event]], assembler: Assembler) -> None:
-        """Consume a started run in a task of its own (the request that started it may end)."""
-        run = _Run(self._store, prepared, batches, assembler, self._heartbeat)
-        task = asyncio.get_running_loop().create_task(run.main(), name=f"background {prepared.response.id}")
-        self._runs[task] = run
+    def launch(self, run: Run) -> None:
+        """Consume a begun run in a task of its own (the request that started it may end)."""
+        owned = _OwnedRun(self._store, run, self._heartbeat)
+        task = asyncio.get_running_loop().create_task(owned.main(), name=f"background {run.prepared.response.id}")
+        self._runs[task] = owned
         task.add_done_callback(lambda done: self._runs.pop(done, None))
 
     async def aclose(self) -> None:
@@ -72,21 +70,16 @@ class BackgroundRuns:
             await asyncio.wait(list(self._runs), timeout=SHUTDOWN_SECONDS)
 
 
-class _Run:
-    def __init__(
-        self,
-        store: RedisStore,
-        prepared: Prepared,
-        batches: AsyncIterator[list[Event]],
-        assembler: Assembler,
-        heartbeat: float,
-    ) -> None:
+class _OwnedRun:
+    """A background run this replica executes: its batches go to the event log, not to a client."""
+
+    def __init__(self, store: RedisStore, run: Run, heartbeat: float) -> None:
         self._store = store
-        self._model = prepared.model.name
-        self._batches = batches
+        self._model = run.prepared.model.name
+        self._batches = run.events()
         self._heartbeat = heartbeat
-        self._id = prepared.response.id
-        self.assembler = assembler
+        self._id = run.prepared.response.id
+        self.assembler = run.assembler
         self.stop: str | None = None  # why it ends early: cancel | missing | shutdown | store | error
         self.ended = False
         self.last_seq = -1  # highest sequence number ever sent to the log (even if the write failed)
@@ -165,7 +158,7 @@ class _Run:
         self.ended = True
         if outcome.outcome == "conflict" and outcome.status == "cancelled":
             # The cancel endpoint won the race: keep what was generated, end the log as cancelled.
-            kept = [e for e in events if not isinstance(e, _ENDINGS)]
+            kept = [e for e in events if not isinstance(e, STREAM_ENDINGS)]
             cancelled = msgspec.structs.replace(response, status="cancelled", completed_at=None, error=None)
             await shielded(self._store.finish(cancelled, [*kept, cancel_event(events[-1].sequence_number)]))
 

@@ -93,7 +93,7 @@ def _pull(config: GatewayConfig, name: str) -> int:
     from gateway.adapters.mlx.pool import default_cache_dir
     from gateway.config import MlxModel
     from gateway.errors import ModelNotFound
-    from gateway.routing import resolve_model
+    from gateway.model_lookup import resolve_model
 
     try:
         model = resolve_model(config, name)

@@ -9,6 +9,9 @@ from msgspec import Struct
 from gateway.protocol import ContentPart, OutputItem, Response, SummaryText
 
 __all__ = [
+    "STREAM_ENDINGS",
+    "STREAM_ENDING_TYPES",
+    "TERMINAL_EVENTS",
     "ContentPartAdded",
     "ContentPartDone",
     "CustomToolCallInputDelta",
@@ -205,3 +208,9 @@ StreamEvent = (
     | ReasoningTextDone
     | ErrorEvent
 )
+
+# The events that end a response stream, and their wire names. The API has no `response.cancelled`:
+# a cancelled background stream ends with an `error` event, so a log reader counts `error` too.
+TERMINAL_EVENTS = (ResponseCompleted, ResponseIncomplete, ResponseFailed)
+STREAM_ENDINGS = (*TERMINAL_EVENTS, ErrorEvent)
+STREAM_ENDING_TYPES = frozenset(cls.__struct_config__.tag for cls in STREAM_ENDINGS)

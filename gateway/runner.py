@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 
 import structlog
 
@@ -20,15 +20,12 @@ from gateway.assemble import Assembler
 from gateway.errors import GatewayError
 from gateway.events import Event
 from gateway.policies.calls import CallMapper
-from gateway.protocol import Response
 
 __all__ = ["RunStats", "run_generation"]
 
 log = structlog.get_logger()
 
 _END = object()
-
-Finalizer = Callable[[Response], Awaitable[None]]
 
 
 class RunStats:
@@ -78,11 +75,10 @@ async def run_generation(
     *,
     keepalive: float,
     stats: RunStats,
-    finalize: Finalizer | None = None,
     queued: bool = False,
     aborts: set[Callable[[GatewayError], None]] | None = None,
 ) -> AsyncIterator[list[Event]]:
-    """Yield event batches until a terminal event; `finalize` runs before the terminal batch goes out.
+    """Yield event batches until a terminal event (the consumer, a `Run`, stores the terminal batch).
 
     While it runs, an abort function sits in `aborts`: calling it ends the response with that error
     (the gateway uses it to fail what is still running when a shutdown's grace period is over).
@@ -114,8 +110,6 @@ async def run_generation(
             if assembler.terminal:
                 stats.finished = time.perf_counter()
                 stats.status = assembler.response.status
-                if finalize is not None:
-                    await finalize(assembler.response)
             if batch:
                 deadline = loop.time() + keepalive
                 yield batch

@@ -17,7 +17,7 @@ from gateway.ids import new_id, now
 from gateway.normalize import tool_to_wire
 from gateway.policies import CallMapper, Plan, apply_policies, select_rules
 from gateway.protocol import InputItem, ReasoningConfig, Response, ResponsesRequest, TextConfig
-from gateway.routing import resolve_model
+from gateway.model_lookup import resolve_model
 
 __all__ = ["Prepared", "prepare_response", "response_skeleton"]
 
@@ -83,7 +83,7 @@ def prepare_response(
     stop: list[str] | None = None,
     ids: Callable[[str], str] = new_id,
 ) -> Prepared:
-    """`request` has its item references resolved and `history` is its chain (both from `stateful.open_turn`);
+    """`request` has its item references resolved and `history` is its chain (both from `turn.open_turn`);
     `ids` makes the response and output item ids (the store puts its chain tag in them)."""
     if len(request.input) > config.server.max_input_items:
         raise InvalidRequest(

@@ -1,28 +1,19 @@
-"""What the store means for one create-response request.
+"""What the store contributes to one create-response request, before generation.
 
-Before generation: load the `previous_response_id` chain (one round trip), resolve
-`item_reference` inputs, give every stored input item an id carrying the chain tag.
-Around generation (foreground): write the record as it starts, persist the final
-response in the runner's `finalize` hook (before the client sees the terminal event),
-and persist a cancelled run (client gone) under a shield. A response whose final
-state could not be stored never reaches the client as completed: its terminal event
-becomes `response.failed` with `store_unavailable` (a 503 when not streaming).
+Load the `previous_response_id` chain (one round trip), resolve `item_reference` inputs,
+and give every stored input item an id carrying the chain tag. Whatever is refused here
+(400, 404-like absence, 503) is refused before any SSE byte. Writing the response as it
+starts and ends is the `Run`'s job (`run.py`).
 """
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 
 import msgspec
-import structlog
 from msgspec import UNSET
 
-from gateway.assemble import Assembler
-from gateway.background import BackgroundRuns
-from gateway.config import StoreConfig
-from gateway.errors import GatewayError, InvalidRequest, PreviousResponseNotFound
-from gateway.events import Event, ResponseCompleted, ResponseFailed, ResponseIncomplete
+from gateway.errors import InvalidRequest, PreviousResponseNotFound
 from gateway.protocol import (
     CustomToolCall,
     CustomToolCallOutput,
@@ -33,19 +24,12 @@ from gateway.protocol import (
     LocalShellCall,
     Message,
     Reasoning,
-    Response,
-    ResponseError,
     ResponsesRequest,
     UnknownItem,
 )
-from gateway.runner import RunStats
-from gateway.service import Prepared
-from gateway.store import TERMINAL, RedisStore, ResponseStore, TurnRecord, new_tag, tag_of, tagged_id
-from gateway.store.shield import shielded
+from gateway.store import TERMINAL, ResponseStore, new_tag, tag_of, tagged_id
 
-__all__ = ["Saver", "Stateful", "Turn", "assign_ids", "open_turn", "resolve_references"]
-
-log = structlog.get_logger()
+__all__ = ["Turn", "assign_ids", "open_turn", "resolve_references"]
 
 _ID_PREFIX: dict[type, str] = {
     Message: "msg",
@@ -56,18 +40,6 @@ _ID_PREFIX: dict[type, str] = {
     LocalShellCall: "lsc",
     Reasoning: "rs",
 }
-
-
-class Stateful:
-    """The store and the background runs of one running app (built by the lifespan)."""
-
-    def __init__(self, config: StoreConfig) -> None:
-        self.store = RedisStore.from_config(config)
-        self.background = BackgroundRuns(self.store)
-
-    async def aclose(self) -> None:
-        await self.background.aclose()
-        await self.store.aclose()
 
 
 class Turn(msgspec.Struct, kw_only=True):
@@ -150,70 +122,3 @@ def assign_ids(items: list[InputItem], tag: str) -> tuple[list[InputItem], list[
             item = msgspec.structs.replace(item, id=new_ids[-1])  # type: ignore[type-var]
         out.append(item)
     return out, new_ids
-
-
-class Saver:
-    """One response's record as it starts; for foreground runs also its final write and the
-    guard on what the client sees (a no-op with `store: false`)."""
-
-    def __init__(self, store: ResponseStore, prepared: Prepared, turn: Turn) -> None:
-        self._store = store
-        self._prepared = prepared
-        self._turn = turn
-        self.enabled = prepared.request.store
-        self.saved = False
-        self.failure: GatewayError | None = None
-
-    async def begin(self) -> None:
-        """The record as the response starts (GET shows it queued or in progress); 503 if Redis is down."""
-        if self.enabled:
-            turn = self._turn
-            record = TurnRecord(
-                response=self._prepared.response, input=turn.stored_input, new_item_ids=turn.new_item_ids
-            )
-            await self._store.begin(record, background=self._prepared.request.background)
-
-    async def finalize(self, response: Response) -> None:
-        """The runner's hook, awaited before the terminal event is sent."""
-        if not self.enabled:
-            return
-        try:
-            await shielded(self._store.finish(response))
-            self.saved = True
-        except GatewayError as exc:
-            log.error("store_save_failed", response_id=response.id, error=exc.message)
-            self.failure = exc
-
-    def wrap(
-        self, batches: AsyncIterator[list[Event]], assembler: Assembler, stats: RunStats
-    ) -> AsyncIterator[list[Event]]:
-        """The event batches as the client may see them (unchanged with `store: false`)."""
-        return self._guard(batches, assembler, stats) if self.enabled else batches
-
-    async def _guard(
-        self, batches: AsyncIterator[list[Event]], assembler: Assembler, stats: RunStats
-    ) -> AsyncIterator[list[Event]]:
-        try:
-            async with contextlib.aclosing(batches):  # type: ignore[type-var]
-                async for batch in batches:
-                    if self.failure is not None and assembler.terminal:
-                        batch = [unstored(event, self.failure) for event in batch]
-                        stats.status, stats.error = "failed", self.failure
-                    yield batch
-        finally:
-            if not self.saved and self.failure is None:
-                assembler.cancel()  # a no-op when the runner already ended it
-                with contextlib.suppress(GatewayError):
-                    await shielded(self._store.finish(assembler.response))
-
-
-def unstored(event: Event, failure: GatewayError) -> Event:
-    """A terminal event for a response whose final state could not be stored."""
-    if not isinstance(event, (ResponseCompleted, ResponseIncomplete, ResponseFailed)):
-        return event
-    error = ResponseError(
-        code=failure.code or "store_unavailable",
-        message="The response was generated but could not be stored; it is lost. " + failure.message,
-    )
-    response = msgspec.structs.replace(event.response, status="failed", error=error, completed_at=None)
-    return ResponseFailed(sequence_number=event.sequence_number, response=response)

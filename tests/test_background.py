@@ -93,6 +93,7 @@ async def test_an_orphaned_run_is_failed_and_its_followers_released() -> None:
 async def test_a_cancel_that_races_the_end_keeps_the_output_and_ends_the_log_cancelled() -> None:
     import asyncio
     from collections.abc import AsyncIterator
+    from types import SimpleNamespace
 
     from gateway.adapters.base import Finish, TextDelta
     from gateway.adapters.scripted import ScriptedAdapter
@@ -120,7 +121,9 @@ async def test_a_cancel_that_races_the_end_keeps_the_output_and_ends_the_log_can
         yield assembler.feed(Finish())
 
     runs = BackgroundRuns(store)
-    runs.launch(prepared, batches(), assembler)
+    # A run whose events are scripted here, so the cancel lands exactly between two batches.
+    scripted_run = SimpleNamespace(prepared=prepared, assembler=assembler, events=batches)
+    runs.launch(scripted_run)  # type: ignore[arg-type]
     for _ in range(200):
         if runs.active == 0:
             break

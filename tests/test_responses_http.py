@@ -251,7 +251,7 @@ def test_input_items_rejects_bad_parameters(client: TestClient, params: dict[str
 
 
 def test_a_response_that_could_not_be_stored_is_never_reported_completed(client: TestClient) -> None:
-    store = client.app.state.stateful.store
+    store = client.app.state.store
 
     async def broken(*args: Any, **kwargs: Any) -> Any:
         raise StoreUnavailable("Redis went away.")

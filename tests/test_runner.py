@@ -42,12 +42,12 @@ class FakeAdapter:
         return {}
 
 
-def start_run(adapter: FakeAdapter, keepalive: float = 5.0, finalize=None):  # type: ignore[no-untyped-def]
+def start_run(adapter: FakeAdapter, keepalive: float = 5.0):  # type: ignore[no-untyped-def]
     assembler = Assembler(Response(id="resp_1", created_at=0, status="in_progress", model="m"))
     stats = RunStats()
     batches = run_generation(
         adapter, GenerationRequest(request_id="r", messages=[]), assembler, CallMapper(ToolPlan()),
-        keepalive=keepalive, stats=stats, finalize=finalize,
+        keepalive=keepalive, stats=stats,
     )
     return batches, assembler, stats
 
@@ -102,19 +102,6 @@ async def test_stream_without_finish_fails() -> None:
     batches, assembler, _ = start_run(adapter)
     assert (await all_types(batches))[-1] == "response.failed"
     assert "without finishing" in assembler.response.error.message
-
-
-async def test_finalize_runs_before_the_terminal_event_is_yielded() -> None:
-    order: list[str] = []
-
-    async def finalize(response: Response) -> None:
-        order.append(f"finalize:{response.status}")
-
-    adapter = FakeAdapter([(0, TextDelta(text="a")), (0, Finish())])
-    batches, _, _ = start_run(adapter, finalize=finalize)
-    async for batch in batches:
-        order += [e.__struct_config__.tag for e in batch if e.__struct_config__.tag.startswith("response.completed")]
-    assert order == ["finalize:completed", "response.completed"]
 
 
 async def test_ready_deltas_leave_in_one_batch() -> None:

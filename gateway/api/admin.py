@@ -9,7 +9,7 @@ from litestar import Response as HttpResponse
 
 from gateway.access import ACCESS, Access
 from gateway.errors import InvalidRequest
-from gateway.http import json_response
+from gateway.api.bodies import json_response
 from gateway.reload import ReloadFailed, Reloader
 
 __all__ = ["ADMIN_ROUTES"]

@@ -1,4 +1,4 @@
-"""POST /v1/chat/completions."""
+"""POST /v1/chat/completions: translated into a Responses request, run like one, folded back into chat chunks."""
 
 from __future__ import annotations
 
@@ -8,12 +8,11 @@ from litestar import Request, post
 from litestar import Response as HttpResponse
 from litestar.response import Stream
 
+from gateway.access import ACCESS, Access
+from gateway.api.bodies import json_response, read_body
+from gateway.api.context import authorize, new_run, runtime_of
 from gateway.chat.stream import ChunkWriter
 from gateway.chat.translate import completion_object, decode_chat_request, to_responses_request
-from gateway.access import ACCESS, Access
-from gateway.http import json_response, read_body
-from gateway.routes import authorize, start_run
-from gateway.runtime import Runtime
 from gateway.service import prepare_response
 from gateway.sse import SSE_HEADERS
 
@@ -22,23 +21,19 @@ __all__ = ["CHAT_ROUTES"]
 
 @post("/v1/chat/completions", status_code=200, opt={ACCESS: Access.CLIENT})
 async def chat_completions(request: Request[Any, Any, Any]) -> HttpResponse[Any]:
-    runtime: Runtime = request.app.state.runtime
-    snapshot = runtime.snapshot
+    snapshot = runtime_of(request).snapshot
     chat = decode_chat_request(await read_body(request))
     responses_request, stop = to_responses_request(chat)
     prepared = prepare_response(snapshot.config, snapshot.adapters, responses_request, request.headers, stop=stop)
     authorize(request, prepared)
-    batches, assembler, stats, headers = start_run(request, runtime, prepared)
+    run = new_run(request, prepared)  # chat completions are never stored
+    await run.begin()
     completion_id = "chatcmpl-" + prepared.response.id.removeprefix("resp_")
     if chat.stream:
         include_usage = bool(chat.stream_options and chat.stream_options.include_usage)
         writer = ChunkWriter(completion_id, prepared.model.name, prepared.response.created_at, include_usage)
-        return Stream(writer.stream(batches), media_type="text/event-stream", headers={**SSE_HEADERS, **headers})
-    async for _ in batches:
-        pass
-    if stats.error is not None:
-        raise stats.error
-    return json_response(completion_object(assembler.response, completion_id), headers=headers)
+        return Stream(writer.stream(run.events()), media_type="text/event-stream", headers={**SSE_HEADERS, **run.headers})
+    return json_response(completion_object(await run.collect(), completion_id), headers=run.headers)
 
 
 CHAT_ROUTES = [chat_completions]

@@ -1,4 +1,4 @@
-"""Operations routes: /ready, /metrics, the status page (/) and its data (/status.json)."""
+"""Operations routes: /health, /ready, /metrics, the status page (/) and its data (/status.json)."""
 
 from __future__ import annotations
 
@@ -9,17 +9,17 @@ from litestar import Response as HttpResponse
 
 from gateway.access import ACCESS, Access, Caller, caller_of
 from gateway.config import GatewayConfig
-from gateway.http import json_response
+from gateway.api.bodies import json_response
+from gateway.api.status_page import PAGE, status_document
 from gateway.metrics import CONTENT_TYPE
-from gateway.status import PAGE, status_document
 
-__all__ = ["OPS_ROUTES", "gateway_state", "visible_state"]
+__all__ = ["OPS_ROUTES"]
 
 
 async def gateway_state(request: Request[Any, Any, Any]) -> dict[str, Any]:
     """Everything /health, /ready, /metrics and the status page report, gathered once."""
     state = request.app.state.runtime.health()
-    state["store"] = await request.app.state.stateful.store.health()
+    state["store"] = await request.app.state.store.health()
     if state["store"].get("state") != "ok":
         state["status"] = "degraded"
     reloader = getattr(request.app.state, "reloader", None)
@@ -36,6 +36,16 @@ def visible_state(state: dict[str, Any], caller: Caller, config: GatewayConfig) 
     limited = {name: value for name, value in state.items() if name != "manifest"}
     limited["models"] = {name: info for name, info in state["models"].items() if name in allowed}
     return limited
+
+
+@get("/health", opt={ACCESS: Access.PUBLIC})
+async def health(request: Request[Any, Any, Any]) -> HttpResponse[bytes]:
+    """Liveness for anyone (`status` only); the details for a caller with a key, limited to what it may see."""
+    caller = caller_of(request)
+    state = await gateway_state(request)
+    if not caller.identified:
+        return json_response({"status": state["status"]})
+    return json_response(visible_state(state, caller, request.app.state.runtime.config))
 
 
 @get("/ready", opt={ACCESS: Access.PUBLIC})
@@ -87,4 +97,4 @@ async def status_data(request: Request[Any, Any, Any]) -> HttpResponse[bytes]:
     return json_response(document, headers={"Cache-Control": "no-store"})
 
 
-OPS_ROUTES = [ready, metrics, status_page, status_data]
+OPS_ROUTES = [health, ready, metrics, status_page, status_data]

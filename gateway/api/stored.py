@@ -12,21 +12,16 @@ from litestar.response import Stream
 from gateway.access import ACCESS, Access, caller_of
 from gateway.background import follow
 from gateway.errors import InvalidRequest
-from gateway.http import json_response
+from gateway.api.bodies import json_response
+from gateway.api.context import runtime_of, store_of
 from gateway.normalize import item_to_wire
 from gateway.sse import SSE_HEADERS
-from gateway.stateful import Stateful
-from gateway.store import RedisStore, response_not_found
+from gateway.store import response_not_found
 
-__all__ = ["RESPONSE_ROUTES", "page_items"]
+__all__ = ["STORED_ROUTES", "page_items"]
 
 _TRUE = {"true", "1", "yes"}
 _FALSE = {"false", "0", "no"}
-
-
-def _store(request: Request[Any, Any, Any]) -> RedisStore:
-    stateful: Stateful = request.app.state.stateful
-    return stateful.store
 
 
 def _flag(value: str | None, name: str) -> bool:
@@ -75,17 +70,17 @@ async def _check_key(request: Request[Any, Any, Any], response_id: str, model: s
     if caller.sees_everything:
         return
     if model is None:
-        stored = await _store(request).get(response_id)
+        stored = await store_of(request).get(response_id)
         if stored is None:
             raise response_not_found(response_id)
         model = stored.response.model
-    if not caller.may_read(model, request.app.state.runtime.config):
+    if not caller.may_read(model, runtime_of(request).config):
         raise response_not_found(response_id)
 
 
 @get("/v1/responses/{response_id:str}", opt={ACCESS: Access.CLIENT})
 async def retrieve_response(request: Request[Any, Any, Any], response_id: FromPath[str]) -> HttpResponse[Any]:
-    store = _store(request)
+    store = store_of(request)
     query = request.query_params
     stream = _flag(query.get("stream"), "stream")
     after = _integer(query.get("starting_after"), "starting_after", default=-1, low=-1)
@@ -110,7 +105,7 @@ async def retrieve_response(request: Request[Any, Any, Any], response_id: FromPa
 @delete("/v1/responses/{response_id:str}", status_code=200, opt={ACCESS: Access.CLIENT})
 async def delete_response(request: Request[Any, Any, Any], response_id: FromPath[str]) -> HttpResponse[Any]:
     await _check_key(request, response_id)
-    if not await _store(request).delete(response_id):
+    if not await store_of(request).delete(response_id):
         raise response_not_found(response_id)
     return json_response({"id": response_id, "object": "response.deleted", "deleted": True})
 
@@ -123,7 +118,7 @@ async def list_input_items(request: Request[Any, Any, Any], response_id: FromPat
     if order not in ("asc", "desc"):
         raise InvalidRequest("Invalid value for 'order': expected 'asc' or 'desc'.", param="order")
     await _check_key(request, response_id)
-    items = await _store(request).input_items(response_id)
+    items = await store_of(request).input_items(response_id)
     if items is None:
         raise response_not_found(response_id)
     return json_response(page_items([item_to_wire(item) for item in items], after=query.get("after"), limit=limit, order=order))
@@ -132,8 +127,8 @@ async def list_input_items(request: Request[Any, Any, Any], response_id: FromPat
 @post("/v1/responses/{response_id:str}/cancel", status_code=200, opt={ACCESS: Access.CLIENT})
 async def cancel_response(request: Request[Any, Any, Any], response_id: FromPath[str]) -> HttpResponse[Any]:
     await _check_key(request, response_id)
-    stored = await _store(request).cancel(response_id)
+    stored = await store_of(request).cancel(response_id)
     return json_response(stored.response)
 
 
-RESPONSE_ROUTES = [retrieve_response, delete_response, list_input_items, cancel_response]
+STORED_ROUTES = [retrieve_response, delete_response, list_input_items, cancel_response]

@@ -1,7 +1,2 @@
-"""/v1/chat/completions on the Responses pipeline: the request is translated into a Responses
-request, runs through the same service, policies and adapters, and the events are folded back
-into chat completion chunks."""
-
-from gateway.chat.routes import CHAT_ROUTES
-
-__all__ = ["CHAT_ROUTES"]
+"""/v1/chat/completions on the Responses pipeline: protocol.py (the chat wire types), translate.py (chat ⇄
+Responses), stream.py (events → chat chunks). The route itself is `api/chat.py`."""

@@ -11,7 +11,7 @@ from typing import Any, Literal, Protocol
 
 from msgspec import Struct
 
-from gateway.events import Event
+from gateway.events import STREAM_ENDING_TYPES, Event
 from gateway.protocol import InputItem, OutputItem, Response
 
 __all__ = [
@@ -74,7 +74,7 @@ class LoggedEvent(Struct, kw_only=True, frozen=True):
 
     @property
     def terminal(self) -> bool:
-        return self.type in ("response.completed", "response.incomplete", "response.failed", "error")
+        return self.type in STREAM_ENDING_TYPES
 
 
 class ResponseStore(Protocol):

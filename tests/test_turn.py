@@ -1,4 +1,4 @@
-"""Pure parts of the stateful layer: ids for stored input items, and input-item pages."""
+"""Pure parts of a turn and of stored-response pages: ids for stored input items, and input-item pages."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import pytest
 
 from gateway.errors import InvalidRequest
 from gateway.protocol import FunctionCallOutput, Message, Reasoning, UnknownItem
-from gateway.responses_routes import page_items
-from gateway.stateful import assign_ids
+from gateway.api.stored import page_items
+from gateway.turn import assign_ids
 from gateway.store import new_tag, tag_of
 
 

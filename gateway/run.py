@@ -1,0 +1,174 @@
+"""`Run`: one generation, from its first event to its stored end. Every endpoint uses it:
+`/v1/responses` (streaming or not), `/v1/chat/completions` and background responses.
+
+A run owns what used to be spread over several wrappers: the assembler and the stats, the
+adapter lease, the fields of the request's log line, and the store writes. `events()` is
+its one iterator, and its one `finally` does the closing work in a fixed order:
+
+1. the generation stops (the runner cancels the adapter and ends the response as cancelled
+   if it had not ended);
+2. a stored foreground response that was not saved yet (client gone) is stored as it ended;
+3. the lease is released and the log line gets the run's figures.
+
+The terminal batch of a stored foreground run is written to the store *before* it is
+yielded, so a client can chain on a response the moment it sees it end; if that write
+fails, the client sees `response.failed` (`store_unavailable`) instead of a completion
+that was never kept.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import msgspec
+import structlog
+
+from gateway.errors import GatewayError
+from gateway.events import TERMINAL_EVENTS, Event, ResponseFailed
+from gateway.log import RequestRecord
+from gateway.protocol import CustomToolCallOutput, FunctionCallOutput, LocalShellCallOutput, Response, ResponseError
+from gateway.runner import RunStats, run_generation
+from gateway.runtime import Lease, Runtime
+from gateway.service import Prepared
+from gateway.store import ResponseStore, TurnRecord
+from gateway.store.shield import shielded
+from gateway.turn import Turn
+
+__all__ = ["DEGRADED_HEADER", "Run", "unstored"]
+
+log = structlog.get_logger()
+
+DEGRADED_HEADER = "x-gateway-degraded"
+_TOOL_OUTPUTS = (FunctionCallOutput, CustomToolCallOutput, LocalShellCallOutput)
+
+
+class Run:
+    """One generation. `begin()` (which may raise before any byte), then `events()` or `collect()` once."""
+
+    def __init__(
+        self,
+        prepared: Prepared,
+        *,
+        runtime: Runtime,
+        record: RequestRecord,
+        active_streams: Any,
+        store: ResponseStore | None = None,
+        turn: Turn | None = None,
+    ) -> None:
+        self.prepared = prepared
+        self.assembler = prepared.assembler()
+        self.stats = RunStats()
+        self.background = prepared.request.background
+        # Store writes happen only for `store: true` requests that came with their stored turn.
+        self._store = store if prepared.request.store and turn is not None else None
+        self._turn = turn
+        self._runtime = runtime
+        self._record = record
+        self._active_streams = active_streams
+        self._lease: Lease | None = None
+        self._saved = False
+        self._store_failure: GatewayError | None = None
+        self.headers: dict[str, str] = {}
+        items = prepared.request.input
+        record.fields.update(
+            model=prepared.model.name,
+            response_id=prepared.response.id,
+            input_items=len(items),
+            tool_outputs=sum(isinstance(item, _TOOL_OUTPUTS) for item in items),
+        )
+        if prepared.plan.degradations:
+            record.fields["degradations"] = prepared.plan.degradations
+            self.headers[DEGRADED_HEADER] = _header_value(prepared.plan.degradations)
+
+    async def begin(self) -> None:
+        """Store the response as it starts (GET shows it queued or in progress; 503 if the store is down),
+        then hold the adapter for the rest of the run."""
+        if self._store is not None and self._turn is not None:
+            record = TurnRecord(
+                response=self.prepared.response, input=self._turn.stored_input, new_item_ids=self._turn.new_item_ids
+            )
+            await self._store.begin(record, background=self.background)
+        self._lease = self._runtime.lease(self.prepared.adapter)
+
+    async def events(self) -> AsyncIterator[list[Event]]:
+        """Event batches from `response.created` to the terminal event (or until the consumer stops)."""
+        if self._lease is None:
+            raise RuntimeError("Run.begin() must be awaited before events()")
+        prepared = self.prepared
+        batches = run_generation(
+            prepared.adapter,
+            prepared.generation,
+            self.assembler,
+            prepared.mapper(),
+            keepalive=self._runtime.snapshot.config.server.keepalive_seconds,
+            stats=self.stats,
+            queued=self.background,
+            aborts=self._runtime.aborts,
+        )
+        self._active_streams.inc()
+        try:
+            async with contextlib.aclosing(batches):
+                async for batch in batches:
+                    if self.assembler.terminal and not self.background:
+                        batch = await self._store_end(batch)
+                    yield batch
+        finally:
+            if self._store is not None and not self.background and not self._saved and self._store_failure is None:
+                with contextlib.suppress(GatewayError):  # the client is gone; keep what it got, if Redis lets us
+                    await shielded(self._store.finish(self.assembler.response))
+            self._active_streams.dec()
+            self._lease.release()
+            self._log_figures()
+
+    async def collect(self) -> Response:
+        """Run to the end without streaming: the final response, or the error that ended it."""
+        async for _ in self.events():
+            pass
+        if self.stats.error is not None:
+            raise self.stats.error
+        return self.assembler.response
+
+    async def _store_end(self, batch: list[Event]) -> list[Event]:
+        """Store a foreground response's final state before its terminal event leaves."""
+        if self._store is None:
+            return batch
+        try:
+            await shielded(self._store.finish(self.assembler.response))
+        except GatewayError as exc:
+            log.error("store_save_failed", response_id=self.prepared.response.id, error=exc.message)
+            self._store_failure = exc
+            self.stats.status, self.stats.error = "failed", exc
+            return [unstored(event, exc) for event in batch]
+        self._saved = True
+        return batch
+
+    def _log_figures(self) -> None:
+        stats = self.stats
+        self._record.fields.update(
+            response_status=stats.status,
+            ttft_ms=stats.ttft_ms(),
+            input_tokens=stats.input_tokens,
+            output_tokens=stats.output_tokens,
+            cached_tokens=stats.cached_tokens,
+            tokens_per_second=stats.tokens_per_second(),
+        )
+        if stats.error is not None:
+            self._record.fields["error_code"] = stats.error.code
+
+
+def unstored(event: Event, failure: GatewayError) -> Event:
+    """A terminal event for a response whose final state could not be stored."""
+    if not isinstance(event, TERMINAL_EVENTS):
+        return event
+    error = ResponseError(
+        code=failure.code or "store_unavailable",
+        message="The response was generated but could not be stored; it is lost. " + failure.message,
+    )
+    response = msgspec.structs.replace(event.response, status="failed", error=error, completed_at=None)
+    return ResponseFailed(sequence_number=event.sequence_number, response=response)
+
+
+def _header_value(items: list[str]) -> str:
+    return ", ".join(items).encode("ascii", "replace").decode("ascii")[:2000]
