@@ -28,23 +28,55 @@ from gateway.protocol import (
     UnknownTool,
 )
 
-__all__ = ["convert", "decode_object", "decode_request", "item_to_wire", "items_from_wire", "tool_to_wire"]
+__all__ = ["MAX_JSON_DEPTH", "convert", "decode_object", "decode_request", "item_to_wire", "items_from_wire", "tool_to_wire"]
 
 _JSON = msgspec.json.Decoder()
+MAX_JSON_DEPTH = 64  # deep enough for any tool's JSON schema; bounds every recursive step after decoding
+_INT_MIN, _INT_MAX = -(2**63), 2**64 - 1  # what msgpack (the store's encoding) can hold
 _METADATA_MAX_PAIRS = 16
 _METADATA_MAX_KEY = 64
 _METADATA_MAX_VALUE = 512
 
 
 def decode_object(body: bytes) -> dict[str, Any]:
-    """A request body as a JSON object, or `InvalidRequest`."""
+    """A request body as a JSON object within the gateway's limits, or `InvalidRequest`."""
     try:
         raw = _JSON.decode(body)
     except msgspec.DecodeError as exc:
         raise InvalidRequest(f"The request body is not valid JSON: {exc}.") from None
+    except RecursionError:  # msgspec's own guard, far deeper than MAX_JSON_DEPTH
+        raise InvalidRequest(f"The request body nests deeper than {MAX_JSON_DEPTH} levels.") from None
     if not isinstance(raw, dict):
         raise InvalidRequest("The request body must be a JSON object.")
+    _check_shape(raw)
     return raw
+
+
+def _check_shape(raw: dict[str, Any]) -> None:
+    """Reject nesting deeper than MAX_JSON_DEPTH (later steps recurse) and integers outside 64 bits (the
+    store's msgpack cannot hold them), naming the first offending path. One pass, no recursion."""
+    stack: list[tuple[Any, tuple[str | int, ...]]] = [(raw, ())]
+    while stack:
+        value, path = stack.pop()
+        children = value.items() if isinstance(value, dict) else enumerate(value)
+        for key, child in children:
+            kind = type(child)
+            if kind is dict or kind is list:
+                if len(path) + 1 >= MAX_JSON_DEPTH:
+                    where = _json_path((*path, key))
+                    raise InvalidRequest(f"'{where}' nests deeper than {MAX_JSON_DEPTH} levels.", param=where)
+                stack.append((child, (*path, key)))
+            elif kind is int and not _INT_MIN <= child <= _INT_MAX:
+                where = _json_path((*path, key))
+                raise InvalidRequest(f"Invalid value for '{where}': integer out of range (64 bits at most).",
+                                     param=where)
+
+
+def _json_path(parts: tuple[str | int, ...]) -> str:
+    text = ""
+    for part in parts:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text
 
 
 def convert(obj: Any, type_: Any, prefix: str = "") -> Any:

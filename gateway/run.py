@@ -171,4 +171,7 @@ def unstored(event: Event, failure: GatewayError) -> Event:
 
 
 def _header_value(items: list[str]) -> str:
-    return ", ".join(items).encode("ascii", "replace").decode("ascii")[:2000]
+    """Printable ASCII only: names in degradations come from client input (tool names, labels), and one
+    CR, LF or NUL would make the whole response invalid. The full names stay in the log line."""
+    text = ", ".join(items)
+    return "".join(c if " " <= c <= "~" else "?" for c in text)[:2000]

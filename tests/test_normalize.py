@@ -6,7 +6,7 @@ from typing import Any
 import pytest
 
 from gateway.errors import InvalidRequest
-from gateway.normalize import decode_request, item_to_wire, items_from_wire, tool_to_wire
+from gateway.normalize import MAX_JSON_DEPTH, decode_request, item_to_wire, items_from_wire, tool_to_wire
 from gateway.protocol import (
     CustomTool,
     CustomToolCall,
@@ -238,3 +238,32 @@ def test_item_to_wire_restores_unknown_shapes() -> None:
     output = FunctionCallOutput(call_id="c", output="o")
     custom = CustomToolCall(call_id="c2", name="apply_patch", input="raw")
     assert items_from_wire([item_to_wire(output), item_to_wire(custom)]) == [output, custom]
+
+
+@pytest.mark.parametrize("depth", [MAX_JSON_DEPTH, 100_000])
+def test_nesting_beyond_the_limit_is_a_400(depth: int) -> None:
+    body = b'{"model": "m", "input": "x", "metadata": ' + b"[" * depth + b"]" * depth + b"}"
+    with pytest.raises(InvalidRequest) as info:
+        decode_request(body)
+    assert f"deeper than {MAX_JSON_DEPTH} levels" in info.value.message
+
+
+def test_nesting_up_to_the_limit_is_accepted() -> None:
+    schema: dict[str, Any] = {"type": "string"}
+    for _ in range(MAX_JSON_DEPTH - 6):  # tools[0].parameters... sits 4 levels below the body
+        schema = {"type": "array", "items": schema}
+    tool = {"type": "function", "name": "deep", "parameters": schema}
+    request = decode_request(json.dumps({"model": "m", "input": "x", "tools": [tool]}).encode())
+    assert request.tools[0].name == "deep"  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(("body", "param"), [
+    ({"max_output_tokens": 2**64}, "max_output_tokens"),
+    ({"tools": [{"type": "function", "name": "f", "parameters": {"maximum": -(2**63) - 1}}]},
+     "tools[0].parameters.maximum"),
+    ({"input": [{"type": "some_future_item", "count": 2**70}]}, "input[0].count"),
+])
+def test_integers_beyond_64_bits_are_a_400_naming_their_path(body: dict[str, Any], param: str) -> None:
+    with pytest.raises(InvalidRequest) as info:
+        decode_request(json.dumps({"model": "m", "input": "x", **body}).encode())
+    assert info.value.param == param and "64 bits" in info.value.message

@@ -141,3 +141,20 @@ async def test_degradations_reach_the_header_and_the_log_line(runtime: Runtime) 
     run, record = make_run(runtime, {"model": "m", "input": "hi", "tools": [{"type": "web_search"}]}, None)
     assert run.headers[DEGRADED_HEADER] == ", ".join(record.fields["degradations"])
     assert record.fields["degradations"]
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_control_characters_in_tool_labels_never_break_the_answer(stream: bool) -> None:
+    import httpx
+
+    from tests.conftest import serve
+
+    label = "evil\r\nx-injected: 1\x00\u2603"
+    body = {"model": "m", "input": "hi", "stream": stream, "tools": [{"type": "mcp", "server_label": label}]}
+    with serve(make_config(MANIFEST)) as base, httpx.Client(base_url=base, timeout=10) as http:
+        response = http.post("/v1/responses", json=body)
+    assert response.status_code == 200
+    assert "x-injected" not in response.headers
+    header = response.headers[DEGRADED_HEADER]
+    assert "evil??x-injected: 1??" in header and all(" " <= c <= "~" for c in header)
+    assert response.text.rstrip().endswith("}")  # the whole answer arrived

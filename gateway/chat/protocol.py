@@ -9,7 +9,7 @@ from msgspec import Meta, Struct
 __all__ = [
     "ChatCompletionRequest",
     "ChatFunction",
-    "ChatMessage",
+    "ChatCompletionMessage",
     "ChatTool",
     "ChatToolCall",
     "ChatToolCallFunction",
@@ -40,7 +40,7 @@ class ChatToolCall(Struct, kw_only=True):
     function: ChatToolCallFunction
 
 
-class ChatMessage(Struct, kw_only=True):
+class ChatCompletionMessage(Struct, kw_only=True):
     role: Literal["system", "developer", "user", "assistant", "tool", "function"]
     content: str | list[dict[str, Any]] | None = None
     name: str | None = None
@@ -57,7 +57,7 @@ class ChatCompletionRequest(Struct, kw_only=True):
     """POST /v1/chat/completions. Unknown fields are ignored."""
 
     model: str
-    messages: Annotated[list[ChatMessage], Meta(min_length=1)]
+    messages: Annotated[list[ChatCompletionMessage], Meta(min_length=1)]
     tools: list[ChatTool] | None = None
     tool_choice: Literal["none", "auto", "required"] | dict[str, Any] | None = None
     parallel_tool_calls: bool | None = None

@@ -20,6 +20,7 @@ from gateway.events import (
     ResponseIncomplete,
     ResponseInProgress,
 )
+from gateway.policies.tools import WRAPPED_ARGUMENT
 from gateway.protocol import CustomToolCall, FunctionCall
 
 __all__ = ["ChunkWriter"]
@@ -51,7 +52,7 @@ class ChunkWriter:
             return self._chunk({"reasoning_content": event.delta})
         if isinstance(event, OutputItemAdded) and isinstance(event.item, (FunctionCall, CustomToolCall)):
             index = self.calls.setdefault(event.item.id, len(self.calls))  # type: ignore[arg-type]
-            arguments = '{"input": "' if isinstance(event.item, CustomToolCall) else ""
+            arguments = f'{{"{WRAPPED_ARGUMENT}": "' if isinstance(event.item, CustomToolCall) else ""
             if isinstance(event.item, CustomToolCall):
                 self.custom.add(event.item.id)  # type: ignore[arg-type]
             call = {"index": index, "id": event.item.call_id, "type": "function",

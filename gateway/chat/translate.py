@@ -6,9 +6,10 @@ from typing import Any
 
 import msgspec
 
-from gateway.chat.protocol import ChatCompletionRequest, ChatMessage
+from gateway.chat.protocol import ChatCompletionMessage, ChatCompletionRequest
 from gateway.errors import InvalidRequest
 from gateway.normalize import convert, decode_object
+from gateway.policies.tools import WRAPPED_ARGUMENT
 from gateway.protocol import (
     ContentPart,
     CustomToolCall,
@@ -58,7 +59,7 @@ def _text(content: str | list[ContentPart]) -> str:
     return "".join(p.text for p in content if isinstance(p, InputText))
 
 
-def _items(messages: list[ChatMessage]) -> list[InputItem]:
+def _items(messages: list[ChatCompletionMessage]) -> list[InputItem]:
     items: list[InputItem] = []
     for index, message in enumerate(messages):
         content = _parts(message.content, index)
@@ -144,7 +145,7 @@ def tool_call_object(item: FunctionCall | CustomToolCall, index: int | None = No
     if isinstance(item, FunctionCall):
         arguments = item.arguments
     else:
-        arguments = msgspec.json.encode({"input": item.input}).decode()
+        arguments = msgspec.json.encode({WRAPPED_ARGUMENT: item.input}).decode()
     call: dict[str, Any] = {"id": item.call_id, "type": "function", "function": {"name": item.name, "arguments": arguments}}
     if index is not None:
         call["index"] = index
