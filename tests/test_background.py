@@ -11,6 +11,7 @@ from gateway.errors import StoreUnavailable
 from gateway.events import ResponseInProgress
 from gateway.protocol import Response
 from gateway.store import LoggedEvent, RedisStore, TurnRecord, new_tag, tagged_id
+from tests.sse import response_events
 
 
 class ScriptedLog:
@@ -39,8 +40,7 @@ def event(seq: int, kind: str = "response.output_text.delta") -> LoggedEvent:
 
 async def collect(log: ScriptedLog, after: int = -1) -> list[dict[str, Any]]:
     chunks = [chunk async for chunk in follow(log, "resp_x", after, wait=0.5)]  # type: ignore[arg-type]
-    text = b"".join(chunks).decode()
-    return [json.loads(block.split("data: ", 1)[1]) for block in text.strip().split("\n\n") if block]
+    return response_events(b"".join(chunks))
 
 
 async def test_a_run_that_ends_between_read_and_status_check_is_still_delivered() -> None:
@@ -84,7 +84,7 @@ async def test_an_orphaned_run_is_failed_and_its_followers_released() -> None:
     await store.begin(TurnRecord(response=response, input=[]), background=True)
     await store.append(response.id, [ResponseInProgress(sequence_number=0, response=response)], status="in_progress")
     await store.client.delete(f"{store.keys.space(tag)}:o:{response.id}")  # the owning process died
-    events = [json.loads(b.split(b"data: ", 1)[1]) async for b in follow(store, response.id, -1, wait=0.2)]
+    events = response_events(b"".join([chunk async for chunk in follow(store, response.id, -1, wait=0.2)]))
     assert [e["type"] for e in events] == ["response.in_progress", "error"]
     assert events[-1]["code"] == "response_lost" and events[-1]["sequence_number"] == 1
     await store.aclose()

@@ -13,6 +13,7 @@ from litestar.testing import TestClient
 
 from gateway.app import create_app
 from tests.conftest import make_config
+from tests.sse import response_events
 
 GOLDEN = Path(__file__).parent / "fixtures" / "sse"
 
@@ -64,8 +65,7 @@ def normalize(transcript: str) -> list[dict[str, Any]]:
         return names.setdefault(match.group(0), f"{match.group(1)}_{len([n for n in names if n.startswith(match.group(1) + '_')]) + 1}")
 
     events = []
-    for block in _ID.sub(rename, transcript).strip().split("\n\n"):
-        event = json.loads(block.split("data: ", 1)[1])
+    for event in response_events(_ID.sub(rename, transcript)):
         if "response" in event:
             event["response"]["created_at"] = 0
             if event["response"].get("completed_at"):

@@ -14,8 +14,9 @@ from litestar.testing import TestClient
 from gateway.app import create_app
 from gateway.errors import StoreUnavailable
 from tests.conftest import make_config, serve
-from tests.test_routes import assert_envelope, sse_events
 from tests.process import wait_for
+from tests.sse import iter_response_events, response_events
+from tests.test_routes import assert_envelope
 
 MANIFEST = """
 server: {keepalive_seconds: 0.3}
@@ -67,7 +68,7 @@ def test_a_stored_response_is_retrieved_exactly_as_returned(client: TestClient) 
     fetched = client.get(f"/v1/responses/{created['id']}")
     assert fetched.status_code == 200
     assert fetched.json() == created
-    streamed = sse_events(client.post("/v1/responses", json={"model": "scripted", "input": "go", "stream": True}).text)
+    streamed = response_events(client.post("/v1/responses", json={"model": "scripted", "input": "go", "stream": True}).text)
     final = streamed[-1]["response"]
     assert client.get(f"/v1/responses/{final['id']}").json() == final
 
@@ -261,7 +262,7 @@ def test_a_response_that_could_not_be_stored_is_never_reported_completed(client:
     try:
         failed = client.post("/v1/responses", json={"model": "echo", "input": "x"})
         assert_envelope(failed, 503, code="store_unavailable")
-        events = sse_events(client.post("/v1/responses", json={"model": "echo", "input": "x", "stream": True}).text)
+        events = response_events(client.post("/v1/responses", json={"model": "echo", "input": "x", "stream": True}).text)
         assert events[-1]["type"] == "response.failed"
         assert events[-1]["response"]["error"]["code"] == "store_unavailable"
         assert all(e["type"] != "response.completed" for e in events)
@@ -279,12 +280,13 @@ def test_health_reports_the_store(client: TestClient) -> None:
 def test_a_client_that_disconnects_leaves_a_cancelled_response() -> None:
     with serve(make_config(MANIFEST)) as base, httpx.Client(base_url=base, timeout=10) as http:
         with http.stream("POST", "/v1/responses", json={"model": "slow", "input": "x", "stream": True}) as response:
-            buffer = ""
-            for chunk in response.iter_text():
-                buffer += chunk
-                if "response.output_text.delta" in buffer:
+            events: list[dict[str, Any]] = []
+            for _, event in iter_response_events(response):
+                events.append(event)
+                if event["type"] == "response.output_text.delta":
                     break
-        response_id = json.loads(buffer.split("data: ", 1)[1].split("\n", 1)[0])["response"]["id"]
+        assert events[0]["type"] == "response.created" and events[-1]["type"] == "response.output_text.delta"
+        response_id = events[0]["response"]["id"]
         stored = wait_for(lambda: (r := http.get(f"/v1/responses/{response_id}").json())["status"] == "cancelled" and r)
         text = stored["output"][0]["content"][0]["text"]
         assert 0 < len(text) < 400 and stored["output"][0]["status"] == "incomplete"
@@ -308,16 +310,16 @@ def test_background_stream_then_replay_from_any_point(client: TestClient) -> Non
     streamed = client.post("/v1/responses", json={"model": "scripted", "input": "go", "tools": TOOLS,
                                                   "background": True, "stream": True})
     assert streamed.status_code == 200 and streamed.headers["content-type"].startswith("text/event-stream")
-    events = sse_events(streamed.text)
+    events = response_events(streamed.text)
     assert [e["type"] for e in events[:3]] == ["response.created", "response.queued", "response.in_progress"]
     assert events[0]["response"]["status"] == "queued" and events[2]["response"]["status"] == "in_progress"
     assert events[-1]["type"] == "response.completed"
     assert [e["sequence_number"] for e in events] == list(range(len(events)))
     response_id = events[0]["response"]["id"]
     replay = client.get(f"/v1/responses/{response_id}", params={"stream": "true", "starting_after": 3})
-    assert sse_events(replay.text) == events[4:]
+    assert response_events(replay.text) == events[4:]
     whole = client.get(f"/v1/responses/{response_id}", params={"stream": "true"})
-    assert sse_events(whole.text) == events
+    assert response_events(whole.text) == events
     assert client.get(f"/v1/responses/{response_id}").json() == events[-1]["response"]
 
 
@@ -330,7 +332,7 @@ def test_background_cancel_is_idempotent_and_ends_the_log(client: TestClient) ->
     assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
     again = client.post(f"{url}/cancel")
     assert again.status_code == 200 and again.json()["status"] == "cancelled"
-    events = sse_events(client.get(url, params={"stream": "true"}).text)
+    events = response_events(client.get(url, params={"stream": "true"}).text)
     assert events[-1]["type"] == "error" and events[-1]["code"] == "response_cancelled"
     assert all(e["type"] != "response.completed" for e in events)
     final = wait_for(lambda: (r := client.get(url).json())["output"] and r)

@@ -10,16 +10,10 @@ from litestar.testing import TestClient
 
 from gateway.app import create_app
 from tests.conftest import make_config
+from tests.sse import response_events
 
-
-def sse_events(text: str) -> list[dict[str, Any]]:
-    events = []
-    for block in text.strip().split("\n\n"):
-        lines = dict(line.split(": ", 1) for line in block.splitlines())
-        data = json.loads(lines["data"])
-        assert lines["event"] == data["type"]
-        events.append(data)
-    return events
+# Still imported under this name by tests/test_store_outage.py and tests/test_replicas.py.
+sse_events = response_events
 
 
 def assert_envelope(response: Any, status: int, *, param: str | None = None, code: str | None = None) -> dict[str, Any]:
@@ -56,7 +50,7 @@ def test_stream_is_decided_by_the_body_not_accept(client: TestClient) -> None:
     streamed = client.post("/v1/responses", json={"model": "demo", "input": "hi", "stream": True},
                            headers={"accept": "application/json"})
     assert streamed.headers["content-type"].startswith("text/event-stream")
-    events = sse_events(streamed.text)
+    events = response_events(streamed.text)
     assert events[0]["type"] == "response.created" and events[-1]["type"] == "response.completed"
     assert [e["sequence_number"] for e in events] == list(range(len(events)))
     assert "[DONE]" not in streamed.text
@@ -67,15 +61,16 @@ def test_stream_is_decided_by_the_body_not_accept(client: TestClient) -> None:
 def test_stream_and_non_stream_agree(client: TestClient) -> None:
     body = {"model": "demo", "input": "hi"}
     plain = client.post("/v1/responses", json=body).json()
-    final = sse_events(client.post("/v1/responses", json={**body, "stream": True}).text)[-1]["response"]
+    final = response_events(client.post("/v1/responses", json={**body, "stream": True}).text)[-1]["response"]
     strip = lambda r: [{k: v for k, v in item.items() if k not in ("id", "call_id")} for item in r["output"]]  # noqa: E731
     assert strip(plain) == strip(final)
     assert plain["usage"] == final["usage"]
 
 
 def test_no_event_has_a_top_level_error_key(client: TestClient) -> None:
-    text = client.post("/v1/responses", json={"model": "demo", "input": "hi", "stream": True}).text
-    for event in sse_events(text):
+    events = response_events(client.post("/v1/responses", json={"model": "demo", "input": "hi", "stream": True}).text)
+    assert events and events[-1]["type"] == "response.completed"
+    for event in events:
         assert event.get("error") is None
 
 
@@ -145,7 +140,7 @@ def test_adapter_failure_non_stream_is_a_5xx_envelope_and_stream_is_response_fai
         assert_envelope(client.post("/v1/responses", json={"model": "f", "input": "x"}), 500, code="model_error")
         streamed = client.post("/v1/responses", json={"model": "f", "input": "x", "stream": True})
         assert streamed.status_code == 200
-        events = sse_events(streamed.text)
+        events = response_events(streamed.text)
         assert events[-1]["type"] == "response.failed"
         assert events[-1]["response"]["error"] == {"code": "model_error", "message": "model exploded"}
 
@@ -155,8 +150,8 @@ def test_max_output_tokens_gives_incomplete_over_http(client: TestClient) -> Non
     assert body["status"] == "incomplete"
     assert body["incomplete_details"] == {"reason": "max_output_tokens"}
     assert body["usage"]["output_tokens"] == 2
-    events = sse_events(client.post("/v1/responses", json={"model": "demo", "input": "hi", "max_output_tokens": 2,
-                                                           "stream": True}).text)
+    events = response_events(client.post("/v1/responses", json={"model": "demo", "input": "hi", "max_output_tokens": 2,
+                                                                "stream": True}).text)
     assert events[-1]["type"] == "response.incomplete"
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import signal
 import threading
 import time
@@ -11,6 +10,7 @@ from pathlib import Path
 import httpx
 
 from tests.process import GatewayProcess, free_port
+from tests.sse import iter_response_events
 
 MANIFEST = """
 server: {{port: {port}, shutdown_grace_seconds: 1.5, watch_manifest: false}}
@@ -28,12 +28,10 @@ def stream(base: str, model: str, events: list[dict], first_delta: threading.Eve
     with httpx.Client(timeout=30) as http, http.stream(
         "POST", f"{base}/v1/responses", json={"model": model, "input": "x", "stream": True}
     ) as response:
-        for line in response.iter_lines():
-            if line.startswith("data: "):
-                event = json.loads(line[6:])
-                events.append(event)
-                if event["type"] == "response.output_text.delta":
-                    first_delta.set()
+        for _, event in iter_response_events(response):
+            events.append(event)
+            if event["type"] == "response.output_text.delta":
+                first_delta.set()
 
 
 def test_sigterm_lets_short_streams_finish_and_fails_long_ones(tmp_path: Path) -> None:

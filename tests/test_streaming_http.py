@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import time
 
 import httpx
 
 from tests.conftest import make_config, serve
+from tests.sse import iter_response_events, response_events
 
 SLOW = """
 server: {keepalive_seconds: 0.2}
@@ -22,22 +22,12 @@ models:
 """ % ("x" * 300)
 
 
-def read_events(response: httpx.Response):  # type: ignore[no-untyped-def]
-    buffer = ""
-    for chunk in response.iter_text():
-        buffer += chunk
-        while "\n\n" in buffer:
-            block, buffer = buffer.split("\n\n", 1)
-            data = next(line[6:] for line in block.splitlines() if line.startswith("data: "))
-            yield time.monotonic(), json.loads(data)
-
-
 def test_events_arrive_as_they_happen_with_keepalives_during_prefill() -> None:
     with serve(make_config(SLOW)) as base, httpx.Client(base_url=base, timeout=10) as http:
         started = time.monotonic()
         arrivals = []
         with http.stream("POST", "/v1/responses", json={"model": "slow", "input": "hi", "stream": True}) as response:
-            for at, event in read_events(response):
+            for at, event in iter_response_events(response):
                 arrivals.append((at - started, event["type"]))
                 if event["type"] == "response.output_text.delta":
                     break
@@ -54,10 +44,14 @@ def test_events_arrive_as_they_happen_with_keepalives_during_prefill() -> None:
 def test_client_disconnect_cancels_generation_promptly() -> None:
     with serve(make_config(SLOW)) as base, httpx.Client(base_url=base, timeout=10) as http:
         with http.stream("POST", "/v1/responses", json={"model": "slow", "input": "hi", "stream": True}) as response:
-            for _, event in read_events(response):
+            during = None
+            for _, event in iter_response_events(response):
                 if event["type"] == "response.output_text.delta":
+                    # Still reading (leaving the loop closes the connection): the generation is running.
+                    during = http.get("/health").json()["models"]["slow"]
                     break
-        assert http.get("/health").json()["models"]["slow"]["active"] in (0, 1)
+        assert during is not None, "no text delta arrived"
+        assert during["active"] == 1 and during["served"] == 0
         deadline = time.monotonic() + 2
         state = {}
         while time.monotonic() < deadline:
@@ -82,7 +76,7 @@ models:
             with httpx.Client(base_url=base, timeout=10) as http:
                 began = time.monotonic()
                 text = http.post("/v1/responses", json={"model": model, "input": "x", "stream": True}).text
-                assert '"type":"response.completed"' in text
+                assert response_events(text)[-1]["type"] == "response.completed"
                 return time.monotonic() - began
 
         began = time.monotonic()

@@ -11,6 +11,7 @@ from openai import BadRequestError, NotFoundError, OpenAI
 from gateway.chat.translate import decode_chat_request, to_responses_request
 from gateway.errors import InvalidRequest
 from gateway.protocol import FunctionCall, FunctionCallOutput, Message, OutputText, Reasoning
+from tests.sse import chat_chunks
 from tests.test_routes import assert_envelope
 
 TOOLS = [{"type": "function", "function": {"name": "exec_command", "description": "run",
@@ -97,8 +98,7 @@ def test_sdk_errors(live: str) -> None:
 def test_stream_ends_with_done_and_length_on_max_tokens(client: TestClient) -> None:
     text = client.post("/v1/chat/completions", json={"model": "demo", "stream": True, "max_tokens": 2,
                                                      "messages": [{"role": "user", "content": "x"}]}).text
-    assert text.endswith("data: [DONE]\n\n")
-    payloads = [json.loads(line[6:]) for line in text.splitlines() if line.startswith("data: {")]
+    payloads = chat_chunks(text)  # also checks it ends with data: [DONE]
     assert payloads[-1]["choices"][0]["finish_reason"] == "length"
 
 
@@ -110,7 +110,10 @@ def test_failure_mid_stream_is_an_error_chunk(client: TestClient) -> None:
     with TestClient(app=create_app(config)) as failing:
         text = failing.post("/v1/chat/completions", json={"model": "f", "stream": True,
                                                            "messages": [{"role": "user", "content": "x"}]}).text
-        assert '"error":{"message":"broke"' in text and text.endswith("data: [DONE]\n\n")
+        assert '"error":{"message":"broke"' in text
+        payloads = chat_chunks(text)  # also checks it ends with data: [DONE]
+        assert payloads[-1] == {"error": {"message": "broke", "type": "server_error", "param": None, "code": "model_error"}}
+        assert "".join(p["choices"][0]["delta"].get("content", "") for p in payloads[:-1]) == "abc"
         assert_envelope(failing.post("/v1/chat/completions", json={"model": "f", "messages": [{"role": "user", "content": "x"}]}),
                         500, code="model_error")
 
@@ -123,7 +126,7 @@ def test_wrapped_custom_call_reaches_chat_clients_as_a_function(client: TestClie
     with TestClient(app=create_app(config)) as patcher:
         text = patcher.post("/v1/chat/completions", json={"model": "p", "stream": True,
                                                            "messages": [{"role": "user", "content": "x"}]}).text
-        payloads = [json.loads(line[6:]) for line in text.splitlines() if line.startswith("data: {")]
+        payloads = chat_chunks(text)
         arguments = "".join(tc["function"].get("arguments", "") for p in payloads for tc in p["choices"][0]["delta"].get("tool_calls", []) if p["choices"])
         assert json.loads(arguments) == {"input": 'a"b'}
         plain = patcher.post("/v1/chat/completions", json={"model": "p", "messages": [{"role": "user", "content": "x"}]}).json()

@@ -11,7 +11,8 @@ from litestar.testing import TestClient
 
 from gateway.app import create_app
 from tests.conftest import make_config
-from tests.test_routes import assert_envelope, sse_events
+from tests.sse import response_events
+from tests.test_routes import assert_envelope
 
 MANIFEST = """
 models:
@@ -56,8 +57,8 @@ def echo(client: TestClient, body: dict[str, Any], headers: dict[str, str] | Non
 
 
 def test_wrapped_call_comes_back_as_a_custom_tool_call_in_the_stream(client: TestClient) -> None:
-    events = sse_events(client.post("/v1/responses", json={"model": "patcher", "input": "edit", "stream": True,
-                                                            "tools": [APPLY_PATCH]}).text)
+    events = response_events(client.post("/v1/responses", json={"model": "patcher", "input": "edit", "stream": True,
+                                                                "tools": [APPLY_PATCH]}).text)
     kinds = [e["type"] for e in events]
     assert kinds[2:] == [
         "response.output_item.added",
@@ -73,8 +74,8 @@ def test_wrapped_call_comes_back_as_a_custom_tool_call_in_the_stream(client: Tes
 
 
 def test_expanded_call_comes_back_with_its_namespace(client: TestClient) -> None:
-    events = sse_events(client.post("/v1/responses", json={"model": "mcp", "input": "find", "stream": True,
-                                                            "tools": [DOCS]}).text)
+    events = response_events(client.post("/v1/responses", json={"model": "mcp", "input": "find", "stream": True,
+                                                                "tools": [DOCS]}).text)
     done = next(e for e in events if e["type"] == "response.output_item.done")["item"]
     assert done["type"] == "function_call" and done["name"] == "search" and done["namespace"] == "docs"
     assert json.loads(done["arguments"]) == {"q": "msgspec"}
