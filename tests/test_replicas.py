@@ -12,7 +12,7 @@ import redis
 
 from tests.process import GatewayProcess
 from tests.redisproc import SHARED_URL, need_shared_redis
-from tests.test_routes import sse_events
+from tests.sse import response_events
 from tests.process import wait_for
 
 pytestmark = pytest.mark.redis
@@ -78,12 +78,12 @@ def test_a_background_response_started_on_one_streams_from_the_other(replicas: t
     with httpx.Client(timeout=20) as http:
         started = http.post(f"{a}/v1/responses", json={"model": "medium", "input": "x", "background": True}).json()
         assert started["status"] == "queued"
-        events = sse_events(http.get(f"{b}/v1/responses/{started['id']}", params={"stream": "true"}).text)
+        events = response_events(http.get(f"{b}/v1/responses/{started['id']}", params={"stream": "true"}).text)
         assert events[0]["type"] == "response.created" and events[-1]["type"] == "response.completed"
         assert [e["sequence_number"] for e in events] == list(range(len(events)))
         assert "".join(e["delta"] for e in events if e["type"] == "response.output_text.delta") == "m" * 60
         assert http.get(f"{a}/v1/responses/{started['id']}").json() == events[-1]["response"]
-        tail = sse_events(http.get(f"{a}/v1/responses/{started['id']}",
+        tail = response_events(http.get(f"{a}/v1/responses/{started['id']}",
                                    params={"stream": "true", "starting_after": len(events) - 3}).text)
         assert tail == events[-2:]
 
@@ -98,7 +98,7 @@ def test_a_background_response_started_on_one_is_cancelled_from_the_other(replic
         assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
         # The owner (a) notices through Redis and stops its model long before the 12 s script ends.
         wait_for(lambda: http.get(f"{a}/health").json()["models"]["slow"]["active"] == 0, timeout=5)
-        events = sse_events(http.get(f"{a}/v1/responses/{started['id']}", params={"stream": "true"}).text)
+        events = response_events(http.get(f"{a}/v1/responses/{started['id']}", params={"stream": "true"}).text)
         assert events[-1]["type"] == "error" and events[-1]["code"] == "response_cancelled"
         final = wait_for(lambda: (r := http.get(f"{a}/v1/responses/{started['id']}").json())["output"] and r)
         assert final["status"] == "cancelled" and 0 < len(final["output"][0]["content"][0]["text"]) < 400
@@ -117,7 +117,7 @@ def test_a_gateway_that_stops_ends_its_background_responses_as_failed() -> None:
         with serve(config) as base, httpx.Client(base_url=base, timeout=10) as http:
             final = http.get(f"/v1/responses/{started['id']}").json()
             assert final["status"] == "failed" and final["error"]["code"] == "server_shutdown"
-            events = sse_events(http.get(f"/v1/responses/{started['id']}", params={"stream": "true"}).text)
+            events = response_events(http.get(f"/v1/responses/{started['id']}", params={"stream": "true"}).text)
             assert events[-1]["type"] == "response.failed" and events[-1]["response"]["status"] == "failed"
     finally:
         client = redis.Redis.from_url(SHARED_URL)
