@@ -70,6 +70,10 @@ class StoreConfig(Base):
     # Short on purpose: with Redis down, requests that need the store get a 503 at once.
     connect_timeout_seconds: Annotated[float, Meta(gt=0, le=30)] = 0.5
     timeout_seconds: Annotated[float, Meta(gt=0, le=60)] = 2.0
+    # Store round trips at once (the connection pools' size); more wait their turn while the queue moves.
+    max_connections: Annotated[int, Meta(ge=1, le=10000)] = 64
+    # memory:// only: above this, the least recently used conversations are evicted whole.
+    memory_max_mb: Annotated[int, Meta(ge=1, le=1048576)] = 512
 
 
 class Sampling(Base):

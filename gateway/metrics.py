@@ -73,6 +73,35 @@ class _StateCollector(Collector):
                 family = CounterMetricFamily("mlxgw_store_errors", "Store operations that failed", labels=[])
                 family.add_metric([], float(errors))
                 yield family
+            yield from _store_capacity(store)
+
+
+def _store_capacity(store: dict[str, Any]) -> Iterator[Any]:
+    """The store's connection slots (every backend) and, for memory://, what it holds and what it evicted."""
+    pool = store.get("pool")
+    if isinstance(pool, dict):
+        slots = GaugeMetricFamily("mlxgw_store_pool_connections", "Store round trips in flight (in_use) and "
+                                  "free slots for more (idle), out of store.max_connections", labels=["state"])
+        for state in ("in_use", "idle"):
+            slots.add_metric([state], float(pool.get(state, 0)))
+        waiting = GaugeMetricFamily("mlxgw_store_pool_waiting", "Store round trips waiting for a free slot")
+        waiting.add_metric([], float(pool.get("waiting", 0)))
+        timeouts = CounterMetricFamily("mlxgw_store_pool_timeouts", "Round trips that gave up waiting for a slot "
+                                       "(none was freed for the store timeout)")
+        timeouts.add_metric([], float(pool.get("timeouts", 0)))
+        yield from (slots, waiting, timeouts)
+    memory = store.get("memory")
+    if isinstance(memory, dict):
+        used = GaugeMetricFamily("mlxgw_store_memory_bytes", "Bytes the memory:// store holds (estimated)")
+        used.add_metric([], float(memory.get("used_bytes", 0)))
+        limit = GaugeMetricFamily("mlxgw_store_memory_limit_bytes", "store.memory_max_mb in bytes")
+        limit.add_metric([], float(memory.get("max_bytes", 0)))
+        evictions = CounterMetricFamily("mlxgw_store_evictions", "Stored responses evicted to stay under "
+                                        "store.memory_max_mb (whole chains at a time)")
+        evictions.add_metric([], float(memory.get("evicted_responses", 0)))
+        evicted = CounterMetricFamily("mlxgw_store_evicted_bytes", "Bytes freed by those evictions")
+        evicted.add_metric([], float(memory.get("evicted_bytes", 0)))
+        yield from (used, limit, evictions, evicted)
 
 
 class Metrics:

@@ -56,3 +56,28 @@ def test_registries_are_per_instance() -> None:
     first, second = Metrics(), Metrics()
     first.observe("/health", 200, {}, 0.001)
     assert not any(name == "mlxgw_requests_total" for name, _ in samples(second))
+
+
+def test_store_capacity_is_read_at_scrape_time() -> None:
+    state = {"models": {}, "store": {
+        "backend": "memory", "state": "ok", "errors": 0,
+        "pool": {"size": 64, "in_use": 5, "idle": 59, "waiting": 3, "timeouts": 2},
+        "memory": {"used_bytes": 1000, "max_bytes": 4096, "chains": 2, "evicted_chains": 1,
+                   "evicted_responses": 7, "evicted_bytes": 900}}}
+    got = samples(Metrics(lambda: state))
+    assert got[("mlxgw_store_pool_connections", (("state", "in_use"),))] == 5
+    assert got[("mlxgw_store_pool_connections", (("state", "idle"),))] == 59
+    assert got[("mlxgw_store_pool_waiting", ())] == 3
+    assert got[("mlxgw_store_pool_timeouts_total", ())] == 2
+    assert got[("mlxgw_store_memory_bytes", ())] == 1000
+    assert got[("mlxgw_store_memory_limit_bytes", ())] == 4096
+    assert got[("mlxgw_store_evictions_total", ())] == 7
+    assert got[("mlxgw_store_evicted_bytes_total", ())] == 900
+
+
+def test_a_redis_store_has_no_memory_metrics() -> None:
+    state = {"models": {}, "store": {"backend": "redis", "state": "ok", "errors": 0,
+                                     "pool": {"size": 8, "in_use": 0, "idle": 8, "waiting": 0, "timeouts": 0}}}
+    names = {name for name, _ in samples(Metrics(lambda: state))}
+    assert "mlxgw_store_pool_waiting" in names
+    assert not {"mlxgw_store_memory_bytes", "mlxgw_store_evictions_total"} & names

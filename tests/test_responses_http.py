@@ -274,7 +274,12 @@ def test_a_response_that_could_not_be_stored_is_never_reported_completed(client:
 def test_health_reports_the_store(client: TestClient) -> None:
     health = client.get("/health").json()
     assert health["status"] == "ok"
-    assert health["store"] == {"backend": "memory", "url": "memory://", "state": "ok", "error": None, "errors": 0}
+    store = health["store"]
+    assert {k: v for k, v in store.items() if k not in ("pool", "memory")} == {
+        "backend": "memory", "url": "memory://", "state": "ok", "error": None, "errors": 0
+    }
+    assert store["pool"] == {"size": 64, "in_use": 0, "idle": 64, "waiting": 0, "timeouts": 0}
+    assert store["memory"]["max_bytes"] == 512 * 2**20 and store["memory"]["evicted_responses"] == 0
 
 
 def test_a_client_that_disconnects_leaves_a_cancelled_response() -> None:

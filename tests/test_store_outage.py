@@ -14,7 +14,7 @@ import pytest
 
 from tests.conftest import make_config, serve
 from tests.redisproc import RedisProcess, need_redis_server
-from tests.test_routes import sse_events
+from tests.sse import response_events
 
 pytestmark = pytest.mark.redis
 
@@ -61,7 +61,7 @@ def test_outage_and_recovery(redis_process: RedisProcess) -> None:
                 text += chunk
                 if "response.output_text.delta" in text and redis_process.process is not None:
                     redis_process.stop()
-        events = sse_events(text)
+        events = response_events(text)
         assert events[-1]["type"] == "response.failed"
         assert events[-1]["response"]["error"]["code"] == "store_unavailable"
         assert all(e["type"] != "response.completed" for e in events)
@@ -71,7 +71,7 @@ def test_outage_and_recovery(redis_process: RedisProcess) -> None:
         assert plain.status_code == 200 and plain.json()["status"] == "completed"
         streamed_plain = http.post("/v1/responses", json={"model": "echo", "input": "hi", "store": False,
                                                           "stream": True})
-        assert sse_events(streamed_plain.text)[-1]["type"] == "response.completed"
+        assert response_events(streamed_plain.text)[-1]["type"] == "response.completed"
         response_id = before.json()["id"]
         for call in (
             lambda: http.post("/v1/responses", json={"model": "echo", "input": "hi"}),
@@ -106,6 +106,7 @@ def test_outage_and_recovery(redis_process: RedisProcess) -> None:
         assert [m["content"] for m in seen if m["role"] == "user"] == ["again", "and on"]
         store = http.get("/health").json()["store"]
         assert store["errors"] > 0  # the outage was counted
-        assert {k: v for k, v in store.items() if k != "errors"} == {
+        assert {k: v for k, v in store.items() if k not in ("errors", "pool")} == {
             "backend": "redis", "url": redis_process.url, "state": "ok", "error": None
         }
+        assert store["pool"]["in_use"] == 0 and store["pool"]["waiting"] == 0

@@ -2,7 +2,9 @@
 
 Every method is one round trip: a Lua script on one chain's slot, a pipeline, an HMGET
 or an XREAD. Failures to reach Redis become `StoreUnavailable` (503) at once; the client
-reconnects by itself on the next call.
+reconnects by itself on the next call. Round trips pass a gate (gate.py): at most
+`store.max_connections` at once, the rest wait their turn. `memory://` counts what it holds
+and evicts whole chains to stay under `store.memory_max_mb` (budget.py).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from gateway.events import Event
 from gateway.protocol import InputItem, Response
 from gateway.store import scripts
 from gateway.store.base import ChainTurn, Finished, LoggedEvent, Signal, StoredItem, StoredResponse, TurnRecord
+from gateway.store.budget import KEY_OVERHEAD, MemoryBudget, size_of
 from gateway.store.codec import (
     decode_input,
     decode_item,
@@ -34,6 +37,7 @@ from gateway.store.codec import (
     present,
 )
 from gateway.store.connection import UNAVAILABLE, connect, describe_url
+from gateway.store.gate import Gate, NoSlot
 from gateway.store.keys import Keys, tag_of
 
 __all__ = ["RedisStore", "response_not_found"]
@@ -63,6 +67,8 @@ class RedisStore:
         ttl_seconds: int,
         max_chain_depth: int,
         timeout_seconds: float,
+        max_connections: int = 64,
+        memory_max_bytes: int | None = None,
         lease_seconds: float = 10.0,
     ) -> None:
         self.client = client
@@ -75,8 +81,11 @@ class RedisStore:
         self._max_wait = max(0.05, timeout_seconds / 2)  # a blocking read must end before the socket timeout
         self._scripts = {
             name: client.register_script(getattr(scripts, name))
-            for name in ("BEGIN", "FINISH", "CHAIN", "APPEND", "HEARTBEAT", "CANCEL", "DELETE", "REAP")
+            for name in ("BEGIN", "FINISH", "CHAIN", "APPEND", "HEARTBEAT", "CANCEL", "DELETE", "REAP", "EVICT")
         }
+        self.gate = Gate(max_connections, timeout_seconds)
+        self.budget = MemoryBudget(memory_max_bytes, ttl_seconds) if memory_max_bytes is not None else None
+        self._stall_logged = 0.0
         self.state = "unknown"
         self.error: str | None = None
         self.errors = 0
@@ -93,25 +102,33 @@ class RedisStore:
             "ttl_seconds": config.ttl_seconds,
             "max_chain_depth": config.max_chain_depth,
             "timeout_seconds": config.timeout_seconds,
+            "max_connections": config.max_connections,
+            # fakeredis lives in this process and never evicts: the store bounds it itself.
+            "memory_max_bytes": config.memory_max_mb * 1024 * 1024 if kind == "memory" else None,
         }
         return cls(client, **{**options, **overrides})
 
     # ------------------------------------------------------------ plumbing
 
     @contextlib.asynccontextmanager
-    async def _reach(self, operation: str) -> AsyncIterator[None]:
+    async def _reach(self, operation: str, *, gated: bool = True) -> AsyncIterator[None]:
+        """One round trip: a gate slot (unless the caller holds one), errors mapped to 503 / 500.
+        The latency observed includes the wait for the slot: it is what the store adds to a request."""
         started = time.perf_counter()
+        if gated:
+            try:
+                await self.gate.enter()
+            except NoSlot:
+                raise (_unavailable() if self.state == "unavailable" else self._stalled()) from None
         try:
             yield
         except UNAVAILABLE as exc:
             self.errors += 1
             if self.state != "unavailable":
                 log.warning("store_unavailable", url=self._url, error=str(exc))
+                self.gate.store_down()
             self.state, self.error = "unavailable", f"{type(exc).__name__}: {exc}"
-            raise StoreUnavailable(
-                "The response store is unavailable. Retry shortly, or send `store: false` without "
-                "`previous_response_id` or `item_reference` inputs."
-            ) from None
+            raise _unavailable() from None
         except RedisError as exc:
             self.errors += 1
             log.error("store_error", url=self._url, exc_info=exc)
@@ -122,6 +139,22 @@ class RedisStore:
             self.state, self.error = "ok", None
             if self.observe is not None:
                 self.observe(operation, time.perf_counter() - started)
+        finally:
+            if gated:
+                self.gate.leave()
+
+    def _stalled(self) -> StoreUnavailable:
+        """No slot was freed for the whole store timeout: every round trip in flight is stuck. Only the
+        round trips themselves tell whether the store is down, so `state` stays as it is."""
+        now = time.monotonic()
+        if now - self._stall_logged > 10:  # at most one line per 10 s however many wait
+            self._stall_logged = now
+            log.warning("store_stalled", url=self._url, max_connections=self.gate.size, waiting=self.gate.waiting,
+                        timeouts=self.gate.timeouts)
+        return StoreUnavailable(
+            f"The response store is not answering: no request to it finished for {self.gate.timeout:g}s. "
+            "Retry shortly."
+        )
 
     async def _run(self, script: str, tag: str, response_id: str, *args: Any) -> Any:
         key = self.keys.record(tag, response_id)
@@ -154,7 +187,7 @@ class RedisStore:
         if kind == b"depth":
             raise InvalidRequest(
                 f"The chain ending at '{response_id}' has more than {self.max_chain_depth} turns "
-                "(store.max_chain_depth); start a new conversation or send the history as input.",
+                "(store.max_chain_depth); start a new chain or send the history as input.",
                 param="previous_response_id",
                 code="previous_response_chain_too_long",
             )
@@ -168,6 +201,8 @@ class RedisStore:
             for j in range(1, len(reply), 5)
         ]
         turns.reverse()
+        if self.budget is not None:
+            self.budget.touch(tag)
         return turns
 
     async def items(self, item_ids: Sequence[str]) -> dict[str, StoredItem]:
@@ -190,21 +225,17 @@ class RedisStore:
             identifier = item_id(item)
             if identifier in fresh:
                 pairs += [identifier, encode_item(item, response.model)]
-        await self._run(
-            "BEGIN",
-            tag,
-            response.id,
-            self._ttl_ms,
-            response.previous_response_id or "",
-            response.status,
-            encode(msgspec.structs.replace(response, output=[])),
-            encode(record.input),
-            "\n".join(record.new_item_ids),
-            "1" if background else "0",
-            self._lease_ms if background else 0,
-            response.model,
+        header, stored_input = encode(msgspec.structs.replace(response, output=[])), encode(record.input)
+        new_ids = "\n".join(record.new_item_ids)
+        written = await self._run(
+            "BEGIN", tag, response.id, self._ttl_ms, response.previous_response_id or "", response.status, header,
+            stored_input, new_ids, "1" if background else "0", self._lease_ms if background else 0, response.model,
             *pairs,
         )
+        if written:
+            keys = 1 + len(pairs) // 2 + (1 if background else 0)  # the record, its items, a lease
+            await self._account(tag, response.id, len(stored_input) + len(new_ids) + size_of(pairs)
+                                + keys * KEY_OVERHEAD, r=len(header))
 
     async def finish(self, response: Response, events: Sequence[Event] = ()) -> Finished:
         tag = _tag(response.id)
@@ -213,20 +244,15 @@ class RedisStore:
         for item in response.output:
             if item.id in ids:
                 pairs += [item.id, encode_item(item, response.model)]
+        header, output = encode(msgspec.structs.replace(response, output=[])), encode(response.output)
+        logged = event_triples(events)
         reply = await self._run(
-            "FINISH",
-            tag,
-            response.id,
-            self._ttl_ms,
-            response.status,
-            encode(msgspec.structs.replace(response, output=[])),
-            encode(response.output),
-            "\n".join(ids),
-            len(ids),
-            *pairs,
-            *event_triples(events),
+            "FINISH", tag, response.id, self._ttl_ms, response.status, header, output, "\n".join(ids), len(ids),
+            *pairs, *logged,
         )
         if reply[0] == b"ok":
+            size = size_of(ids) + size_of(pairs) + len(pairs) // 2 * KEY_OVERHEAD + size_of(logged)
+            await self._account(tag, response.id, size, r=len(header), o=len(output))
             return Finished(outcome="saved")
         if reply[0] == b"missing":
             return Finished(outcome="missing")
@@ -242,6 +268,8 @@ class RedisStore:
             )
         if status is None:
             return None
+        if self.budget is not None:
+            self.budget.touch(tag)
         response = present(decode_response(blob), status.decode(), decode_output(output))
         return StoredResponse(response=response, background=background == b"1")
 
@@ -257,13 +285,18 @@ class RedisStore:
         tag = tag_of(response_id)
         if tag is None:
             return False
-        return bool(await self._run("DELETE", tag, response_id))
+        deleted = bool(await self._run("DELETE", tag, response_id))
+        if self.budget is not None:
+            self.budget.remove(tag, [response_id])
+        return deleted
 
     # ----------------------------------------------------------- event log
 
     async def append(self, response_id: str, events: Sequence[Event], status: str | None = None) -> Signal:
-        reply = await self._run("APPEND", _tag(response_id), response_id, self._ttl_ms, status or "",
-                                *event_triples(events))
+        tag, logged = _tag(response_id), event_triples(events)
+        reply = await self._run("APPEND", tag, response_id, self._ttl_ms, status or "", *logged)
+        if reply == b"ok" and logged:
+            await self._account(tag, response_id, size_of(logged))
         return reply.decode()  # type: ignore[no-any-return]
 
     async def heartbeat(self, response_id: str) -> Signal:
@@ -273,8 +306,17 @@ class RedisStore:
     async def read(self, response_id: str, after: int, wait: float) -> list[LoggedEvent]:
         key = self.keys.events(_tag(response_id), response_id)
         block = int(min(wait, self._max_wait) * 1000) if wait > 0 else None  # never 0: that blocks forever
-        async with self._reach("read"):
-            reply = await self.client.xread({key: f"0-{after + 1}"}, count=512, block=block)
+        if block is None:
+            async with self._reach("read"):
+                reply = await self.client.xread({key: f"0-{after + 1}"}, count=512, block=block)
+        else:
+            if not await self.gate.enter_blocking(block / 1000):
+                return []  # no reader's slot within the wait: to the follower, a wait without events
+            try:
+                async with self._reach("read", gated=False):
+                    reply = await self.client.xread({key: f"0-{after + 1}"}, count=512, block=block)
+            finally:
+                self.gate.leave_blocking()
         entries = reply[0][1] if reply else []
         return [
             LoggedEvent(sequence_number=int(entry_id.split(b"-")[1]) - 1, type=fields[b"t"].decode(), data=fields[b"d"])
@@ -304,14 +346,44 @@ class RedisStore:
     # -------------------------------------------------------------- state
 
     async def health(self) -> dict[str, Any]:
-        with contextlib.suppress(GatewayError):
+        with contextlib.suppress(GatewayError):  # busy is not down: a ping that waited in vain changes nothing
             async with self._reach("ping"):
                 await self.client.ping()
-        return {"backend": self.kind, "url": self._url, "state": self.state, "error": self.error, "errors": self.errors}
+        health = {"backend": self.kind, "url": self._url, "state": self.state, "error": self.error,
+                  "errors": self.errors, "pool": self.gate.describe()}
+        if self.budget is not None:
+            health["memory"] = self.budget.describe()
+        return health
+
+    # ------------------------------------------------------------- memory://
+
+    async def _account(self, tag: str, response_id: str, size: int, **replacing: int) -> None:
+        """memory://: count what a write added, and evict if that went over the bound."""
+        if self.budget is None:
+            return
+        with contextlib.suppress(GatewayError):  # the write itself is stored; the next one evicts if this cannot
+            if self.budget.add(tag, response_id, size, replacing):
+                async with self._reach("sweep"):
+                    await self.client.dbsize()  # fakeredis drops expired keys only when it counts or scans them
+            await self.budget.shrink(self._evict_chain)
+
+    async def _evict_chain(self, tag: str, response_ids: list[str]) -> bool:
+        """Delete these responses whole (False, and nothing deleted, if one is still running)."""
+        async with self._reach("evict"):
+            reply = await self._scripts["EVICT"](keys=[self.keys.record(tag, response_ids[0])],
+                                                 args=[self.keys.space(tag), *response_ids])
+        return reply[0] == b"ok"  # type: ignore[no-any-return]
 
     async def aclose(self) -> None:
         with contextlib.suppress(Exception):  # closing a client whose server is gone must not fail shutdown
             await self.client.aclose()
+
+
+def _unavailable() -> StoreUnavailable:
+    return StoreUnavailable(
+        "The response store is unavailable. Retry shortly, or send `store: false` without "
+        "`previous_response_id` or `item_reference` inputs."
+    )
 
 
 def _tag(response_id: str) -> str:

@@ -14,7 +14,7 @@ which is legal in a cluster because they share KEYS[1]'s hash tag.
 
 from __future__ import annotations
 
-__all__ = ["APPEND", "BEGIN", "CANCEL", "CHAIN", "DELETE", "FINISH", "HEARTBEAT", "REAP"]
+__all__ = ["APPEND", "BEGIN", "CANCEL", "CHAIN", "DELETE", "EVICT", "FINISH", "HEARTBEAT", "REAP"]
 
 _PRELUDE = r"""
 local TERMINAL = {completed = true, incomplete = true, failed = true, cancelled = true}
@@ -81,7 +81,7 @@ return {'ok'}
 # ARGV: space, start_id, max_depth, ttl_ms. Returns {'ok', (status, input, output, model, response)*}
 # newest first, or {'missing', id, depth} / {'cycle', id} / {'depth', id}. `response` is sent only for
 # records written before `m` (the model) was stored, so the model can still be read from it.
-# Walking a chain renews the TTL of turns past half their life, so a conversation in use never
+# Walking a chain renews the TTL of turns past half their life, so a chain in use never
 # loses its beginning, and a chain walked often is not rewritten on every turn.
 CHAIN = _PRELUDE + r"""
 local space, id, max, ttl = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
@@ -151,6 +151,29 @@ for item in string.gmatch(rec[2] or '', '[^\n]+') do
 end
 redis.call('DEL', KEYS[1], ARGV[1] .. ':e:' .. ARGV[2], ARGV[1] .. ':o:' .. ARGV[2], ARGV[1] .. ':c:' .. ARGV[2])
 return 1
+"""
+
+# ARGV: space, id* (KEYS[1] is the first one's record). `memory://` only, to stay under its byte bound:
+# deletes these responses as DELETE does, all or none: none while one of them is still running
+# (not yet in a final status, or a background owner's lease is alive). Returns {'busy', id} or {'ok', n}.
+EVICT = _PRELUDE + r"""
+for j = 2, #ARGV do
+  local s = redis.call('HGET', ARGV[1] .. ':r:' .. ARGV[j], 's')
+  if (s and not TERMINAL[s]) or redis.call('EXISTS', ARGV[1] .. ':o:' .. ARGV[j]) == 1 then
+    return {'busy', ARGV[j]}
+  end
+end
+local n = 0
+for j = 2, #ARGV do
+  local id = ARGV[j]
+  local key = ARGV[1] .. ':r:' .. id
+  for item in string.gmatch(redis.call('HGET', key, 'k') or '', '[^\n]+') do
+    redis.call('DEL', ARGV[1] .. ':i:' .. item)
+  end
+  n = n + redis.call('DEL', key)
+  redis.call('DEL', ARGV[1] .. ':e:' .. id, ARGV[1] .. ':c:' .. id)
+end
+return {'ok', n}
 """
 
 # ARGV: space, id, ttl_ms, error-event JSON with one %d (its sequence number).

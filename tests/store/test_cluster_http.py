@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from tests.conftest import make_config, serve
-from tests.test_routes import sse_events
+from tests.sse import response_events
 
 pytestmark = pytest.mark.redis
 
@@ -42,7 +42,7 @@ def test_chains_references_and_background_on_a_cluster(cluster_url: str) -> None
         assert all(f"other {n}" in shown[0]["content"] for n in range(4))
         streamed = http.post("/v1/responses", json={"model": "echo", "input": "bg", "background": True, "stream": True,
                                                     "previous_response_id": ids[-1]})
-        events = sse_events(streamed.text)
+        events = response_events(streamed.text)
         assert events[-1]["type"] == "response.completed"
         assert http.get(f"/v1/responses/{events[0]['response']['id']}").json()["status"] == "completed"
         assert http.delete(f"/v1/responses/{ids[2]}").status_code == 200
