@@ -13,7 +13,7 @@ from typing import Literal
 import msgspec
 from msgspec import UNSET
 
-from gateway.adapters.base import Delta, Finish, Progress, ReasoningDelta, TextDelta, TokenUsage
+from gateway.adapters.base import Delta, Finish, ReasoningDelta, TextDelta, TokenUsage
 from gateway.adapters.base import ToolCallArguments, ToolCallStart
 from gateway.errors import GatewayError
 from gateway.events import (
@@ -127,8 +127,6 @@ class Assembler:
             return self._tool_arguments(delta.text)
         if isinstance(delta, Finish):
             return self.finish(delta)
-        if isinstance(delta, Progress):
-            return []
         raise TypeError(f"unknown delta {delta!r}")
 
     def finish(self, finish: Finish) -> list[Event]:

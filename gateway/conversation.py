@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 
 import msgspec
 
-from gateway.adapters.base import ChatMessage, ToolCallRecord
+from gateway.adapters.base import TemplateMessage, ToolCallRecord
 from gateway.protocol import (
     ContentPart,
     CustomToolCall,
@@ -72,12 +72,12 @@ def _images(content: str | Sequence[ContentPart]) -> list[str]:
 
 class _Builder:
     def __init__(self, namer: CallNamer) -> None:
-        self.messages: list[ChatMessage] = []
+        self.messages: list[TemplateMessage] = []
         self.namer = namer
         self.pending_reasoning: list[str] = []
         self.call_names: dict[str, str] = {}
 
-    def assistant(self, *, for_text: bool = False) -> ChatMessage:
+    def assistant(self, *, for_text: bool = False) -> TemplateMessage:
         """The assistant turn being built: reasoning, text and calls of one response share it.
 
         Text never joins a turn that already has calls (templates print content before
@@ -85,7 +85,7 @@ class _Builder:
         """
         last = self.messages[-1] if self.messages else None
         if last is None or last.role != "assistant" or (for_text and last.tool_calls):
-            last = ChatMessage(role="assistant")
+            last = TemplateMessage(role="assistant")
             self.messages.append(last)
         if self.pending_reasoning:
             joined = "\n".join(self.pending_reasoning)
@@ -103,7 +103,7 @@ class _Builder:
 
     def tool_output(self, call_id: str, content: str | Sequence[ContentPart]) -> None:
         self.messages.append(
-            ChatMessage(
+            TemplateMessage(
                 role="tool",
                 content=parts_text(content, "\n"),
                 images=_images(content),
@@ -120,7 +120,7 @@ class _Builder:
                 turn.content = f"{turn.content}\n\n{text}" if turn.content and text else turn.content or text
             else:
                 self.messages.append(
-                    ChatMessage(role=item.role, content=parts_text(item.content), images=_images(item.content))
+                    TemplateMessage(role=item.role, content=parts_text(item.content), images=_images(item.content))
                 )
         elif isinstance(item, FunctionCall):
             namespace = item.namespace if isinstance(item.namespace, str) else None
@@ -149,7 +149,7 @@ class _Builder:
             turn = self.assistant(for_text=True)
             turn.content = f"{turn.content}\n{text}" if turn.content else text
         else:
-            self.messages.append(ChatMessage(role="user", content=text))
+            self.messages.append(TemplateMessage(role="user", content=text))
 
 
 def _reasoning_text(item: Reasoning) -> str:
@@ -164,12 +164,12 @@ def build_messages(
     *,
     system_notes: Sequence[str] = (),
     namer: CallNamer = _identity_namer,
-) -> list[ChatMessage]:
+) -> list[TemplateMessage]:
     """Instructions (plus policy notes) first as a system message, then the items in order."""
     builder = _Builder(namer)
     preamble = "\n\n".join(text for text in (instructions, *system_notes) if text)
     if preamble:
-        builder.messages.append(ChatMessage(role="system", content=preamble))
+        builder.messages.append(TemplateMessage(role="system", content=preamble))
     for item in items:
         builder.add(item)
     if builder.pending_reasoning:  # reasoning with nothing after it: keep it on an assistant turn

@@ -122,11 +122,12 @@ def _mlx_problems(model: MlxModel, path: str) -> list[str]:
 
 
 def _path_problems(model: MlxModel, allowed: list[str], path: str) -> list[str]:
+    """The same test the worker applies again, to the resolved directory, when it loads the model."""
+    from gateway.adapters.mlx.source import within_allowed
+
     if not allowed or model.source == "dummy" or model.source.startswith("hf:"):
         return []
-    source = Path(model.source).expanduser().resolve()
-    roots = [Path(root).expanduser().resolve() for root in allowed]
-    if any(source == root or root in source.parents for root in roots):
+    if within_allowed(Path(model.source).expanduser().resolve(), allowed):
         return []
     return [f"{path}: '{model.source}' is outside mlx.allowed_paths ({', '.join(allowed)})"]
 

@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Callable
 
 import structlog
 
-from gateway.adapters.base import Adapter, Delta, Finish, GenerationRequest, Progress
+from gateway.adapters.base import Adapter, Delta, Finish, GenerationRequest
 from gateway.assemble import Assembler
 from gateway.errors import GatewayError
 from gateway.events import Event
@@ -134,7 +134,7 @@ def _consume(item: object, assembler: Assembler, mapper: CallMapper, stats: RunS
         return _fail(assembler, stats, GatewayError(f"The model adapter failed ({type(item).__name__})."))
     events: list[Event] = []
     for delta in mapper.map(item):  # type: ignore[arg-type]
-        if stats.first_token is None and not isinstance(delta, (Progress, Finish)):
+        if stats.first_token is None and not isinstance(delta, Finish):
             stats.first_token = time.perf_counter()
         if isinstance(delta, Finish):
             stats.input_tokens = delta.usage.input_tokens

@@ -12,14 +12,14 @@ from gateway.adapters.base import Adapter, GenerationRequest
 from gateway.assemble import Assembler
 from gateway.config import GatewayConfig, ModelSpec
 from gateway.conversation import build_messages
-from gateway.errors import InvalidRequest, ModelUnavailable
+from gateway.errors import GatewayError, InvalidRequest, ModelUnavailable
 from gateway.ids import new_id, now
 from gateway.normalize import tool_to_wire
 from gateway.policies import CallMapper, Plan, apply_policies, select_rules
 from gateway.protocol import InputItem, ReasoningConfig, Response, ResponsesRequest, TextConfig
 from gateway.model_lookup import resolve_model
 
-__all__ = ["Prepared", "prepare_response", "response_skeleton"]
+__all__ = ["Prepared", "prepare_response", "response_skeleton", "settle_plan"]
 
 
 class Prepared(Struct, kw_only=True):
@@ -132,3 +132,16 @@ def prepare_response(
         history=history,
         ids=ids,
     )
+
+
+async def settle_plan(prepared: Prepared, replan: Callable[[], Prepared]) -> Prepared:
+    """`prepared`, or `replan()` if its plan assumed capabilities the model turns out not to have. An adapter that
+    can learn them only by loading its model (`capabilities_ready`: an mlx model whose files are not here yet)
+    loads it now, so its first request gets the same plan as every later one. Call it right after authorizing
+    the request (an unauthorized caller must not make a model load), before anything awaits."""
+    planned_with = prepared.adapter.capabilities
+    try:
+        settled = await prepared.adapter.capabilities_ready()
+    except GatewayError:
+        return prepared  # the model cannot load: the generation reports that, as a stream's response.failed
+    return prepared if settled == planned_with else replan()

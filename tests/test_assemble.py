@@ -9,7 +9,6 @@ import pytest
 
 from gateway.adapters.base import (
     Finish,
-    Progress,
     ReasoningDelta,
     TextDelta,
     TokenUsage,
@@ -231,11 +230,10 @@ def test_nothing_after_the_terminal_event() -> None:
     assert assembler.fail(GatewayError("late")) == []
 
 
-def test_empty_deltas_and_progress_emit_nothing() -> None:
+def test_empty_deltas_emit_nothing() -> None:
     assembler = Assembler(skeleton())
     assembler.start()
     assert assembler.feed(TextDelta(text="")) == []
-    assert assembler.feed(Progress(done=1, total=9)) == []
     assert assembler.feed(ToolCallArguments(text="orphan")) == []
 
 

@@ -5,7 +5,7 @@ import json
 import msgspec
 import pytest
 
-from gateway.adapters.base import ChatMessage, ToolCallRecord
+from gateway.adapters.base import TemplateMessage, ToolCallRecord
 from gateway.conversation import build_messages
 from gateway.normalize import items_from_wire
 
@@ -139,4 +139,4 @@ def test_same_items_render_identically() -> None:
     first = build_messages("i", items_from_wire(wire))
     second = build_messages("i", items_from_wire(wire))
     assert msgspec.json.encode(first) == msgspec.json.encode(second)
-    assert isinstance(first[3], ChatMessage) and first[3].tool_calls == [ToolCallRecord(call_id="c", name="f", arguments="{}")]
+    assert isinstance(first[3], TemplateMessage) and first[3].tool_calls == [ToolCallRecord(call_id="c", name="f", arguments="{}")]

@@ -45,6 +45,8 @@ class RecordingAdapter:
         self.closed = False
 
     async def start(self) -> None: ...
+    async def capabilities_ready(self) -> Capabilities:
+        return self.capabilities
     async def aclose(self) -> None:
         self.closed = True
 

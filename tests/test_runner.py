@@ -4,7 +4,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
-from gateway.adapters.base import Capabilities, Delta, Finish, GenerationRequest, Progress, TextDelta
+from gateway.adapters.base import Capabilities, Delta, Finish, GenerationRequest, TextDelta
 from gateway.assemble import Assembler
 from gateway.errors import GatewayError, ModelUnavailable
 from gateway.policies.calls import CallMapper
@@ -37,6 +37,8 @@ class FakeAdapter:
             raise
 
     async def start(self) -> None: ...
+    async def capabilities_ready(self) -> Capabilities:
+        return self.capabilities
     async def aclose(self) -> None: ...
     def describe(self) -> dict[str, Any]:
         return {}
@@ -57,7 +59,7 @@ async def all_types(batches: AsyncIterator[list[Any]]) -> list[str]:
 
 
 async def test_keepalive_events_while_the_model_is_silent() -> None:
-    adapter = FakeAdapter([(0.0, Progress(done=0, total=10)), (0.35, TextDelta(text="x")), (0.0, Finish())])
+    adapter = FakeAdapter([(0.35, TextDelta(text="x")), (0.0, Finish())])
     batches, _, stats = start_run(adapter, keepalive=0.1)
     seen = await all_types(batches)
     before_text = seen[: seen.index("response.output_item.added")]

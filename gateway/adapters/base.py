@@ -16,11 +16,10 @@ from msgspec import Struct
 __all__ = [
     "Adapter",
     "Capabilities",
-    "ChatMessage",
+    "TemplateMessage",
     "Delta",
     "Finish",
     "GenerationRequest",
-    "Progress",
     "ReasoningDelta",
     "TextDelta",
     "TokenUsage",
@@ -39,7 +38,7 @@ class ToolCallRecord(Struct, kw_only=True):
     arguments: str
 
 
-class ChatMessage(Struct, kw_only=True, omit_defaults=True):
+class TemplateMessage(Struct, kw_only=True, omit_defaults=True):
     role: Literal["system", "developer", "user", "assistant", "tool"]
     content: str = ""
     images: list[str] = []
@@ -59,7 +58,7 @@ class ToolSpec(Struct, kw_only=True, omit_defaults=True):
 
 class GenerationRequest(Struct, kw_only=True):
     request_id: str
-    messages: list[ChatMessage]
+    messages: list[TemplateMessage]
     tools: list[ToolSpec] = []
     tool_choice: str | dict[str, Any] = "auto"
     parallel_tool_calls: bool = True
@@ -106,13 +105,6 @@ class ToolCallArguments(_Delta, tag="tool_arguments", kw_only=True):
     text: str
 
 
-class Progress(_Delta, tag="progress", kw_only=True):
-    """Prefill progress; keeps the stream alive while no token exists yet."""
-
-    done: int
-    total: int
-
-
 class TokenUsage(Struct, kw_only=True, frozen=True):
     input_tokens: int = 0
     output_tokens: int = 0
@@ -125,7 +117,7 @@ class Finish(_Delta, tag="finish", kw_only=True):
     usage: TokenUsage = TokenUsage()
 
 
-Delta = TextDelta | ReasoningDelta | ToolCallStart | ToolCallArguments | Progress | Finish
+Delta = TextDelta | ReasoningDelta | ToolCallStart | ToolCallArguments | Finish
 
 
 class Adapter(Protocol):
@@ -135,6 +127,9 @@ class Adapter(Protocol):
 
     async def start(self) -> None:
         """Prepare (e.g. preload); called once at gateway start-up."""
+
+    async def capabilities_ready(self) -> Capabilities:
+        """`capabilities` once they are certain (an adapter that learns them only by loading loads first)."""
 
     def generate(self, request: GenerationRequest) -> AsyncIterator[Delta]:
         """Stream deltas, ending with exactly one `Finish`. Raise `GatewayError`s on failure."""

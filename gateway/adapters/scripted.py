@@ -52,6 +52,9 @@ class ScriptedAdapter:
     async def start(self) -> None:
         return None
 
+    async def capabilities_ready(self) -> Capabilities:
+        return self.capabilities
+
     async def aclose(self) -> None:
         return None
 

@@ -13,7 +13,7 @@ from gateway.api.bodies import json_response, read_body
 from gateway.api.context import authorize, new_run, runtime_of
 from gateway.chat.stream import ChunkWriter
 from gateway.chat.translate import completion_object, decode_chat_request, to_responses_request
-from gateway.service import prepare_response
+from gateway.service import Prepared, prepare_response, settle_plan
 from gateway.sse import SSE_HEADERS
 
 __all__ = ["CHAT_ROUTES"]
@@ -24,8 +24,12 @@ async def chat_completions(request: Request[Any, Any, Any]) -> HttpResponse[Any]
     snapshot = runtime_of(request).snapshot
     chat = decode_chat_request(await read_body(request))
     responses_request, stop = to_responses_request(chat)
-    prepared = prepare_response(snapshot.config, snapshot.adapters, responses_request, request.headers, stop=stop)
+    def plan() -> Prepared:
+        return prepare_response(snapshot.config, snapshot.adapters, responses_request, request.headers, stop=stop)
+
+    prepared = plan()
     authorize(request, prepared)
+    prepared = await settle_plan(prepared, plan)
     run = new_run(request, prepared)  # chat completions are never stored
     await run.begin()
     completion_id = "chatcmpl-" + prepared.response.id.removeprefix("resp_")

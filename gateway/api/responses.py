@@ -13,7 +13,7 @@ from gateway.api.bodies import json_response, read_body
 from gateway.api.context import authorize, new_run, runtime_of, store_of
 from gateway.background import follow
 from gateway.normalize import decode_request
-from gateway.service import prepare_response
+from gateway.service import Prepared, prepare_response, settle_plan
 from gateway.sse import SSE_HEADERS, sse_stream
 from gateway.turn import open_turn
 
@@ -29,10 +29,14 @@ async def create_response(request: Request[Any, Any, Any]) -> HttpResponse[Any]:
     body = decode_request(await read_body(request))
     turn = await open_turn(store, body, lambda model: caller.may_read(model, snapshot.config))
     # 2. model, policies, conversation, generation request
-    prepared = prepare_response(
-        snapshot.config, snapshot.adapters, turn.request, request.headers, history=turn.history, ids=turn.ids
-    )
+    def plan() -> Prepared:
+        return prepare_response(
+            snapshot.config, snapshot.adapters, turn.request, request.headers, history=turn.history, ids=turn.ids
+        )
+
+    prepared = plan()
     authorize(request, prepared)
+    prepared = await settle_plan(prepared, plan)  # capabilities only a load can tell: the first plan = later ones
     # 3. the run: stored as it starts, then its events
     run = new_run(request, prepared, turn)
     await run.begin()

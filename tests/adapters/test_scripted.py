@@ -6,10 +6,10 @@ import json
 import pytest
 
 from gateway.adapters.base import (
-    ChatMessage,
     Finish,
     GenerationRequest,
     ReasoningDelta,
+    TemplateMessage,
     TextDelta,
     ToolCallArguments,
     ToolCallStart,
@@ -44,8 +44,8 @@ def adapter(text: str = MANIFEST) -> ScriptedAdapter:
 
 
 def request(tool_outputs: int = 0, **kw) -> GenerationRequest:  # type: ignore[no-untyped-def]
-    messages = [ChatMessage(role="user", content="hi")]
-    messages += [ChatMessage(role="tool", content="out", tool_call_id=f"c{i}") for i in range(tool_outputs)]
+    messages = [TemplateMessage(role="user", content="hi")]
+    messages += [TemplateMessage(role="tool", content="out", tool_call_id=f"c{i}") for i in range(tool_outputs)]
     return GenerationRequest(request_id="r", messages=messages, **kw)
 
 

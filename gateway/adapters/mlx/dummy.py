@@ -163,10 +163,11 @@ def _write_json(path: Path, value: object) -> None:
 def _write_weights(arch: DummyArch, config: dict[str, object], path: Path) -> None:
     import mlx.core as mx
     from mlx.utils import tree_flatten
-    from mlx_lm.models import qwen2
+
+    from gateway.adapters.mlx.mlxlm import qwen2_model
 
     mx.random.seed(arch.seed)
-    model = qwen2.Model(qwen2.ModelArgs.from_dict(config))
+    model = qwen2_model(config)
     model.set_dtype(getattr(mx, arch.dtype))
     weights = dict(tree_flatten(model.parameters()))
     mx.eval(weights)

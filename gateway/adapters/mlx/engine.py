@@ -15,10 +15,11 @@ from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 
-from gateway.adapters.mlx.model import LoadedModel, LoadError, RenderError, resolve_source
+from gateway.adapters.mlx.model import LoadedModel, RenderError
+from gateway.adapters.mlx.source import LoadError, resolve_source
 from gateway.adapters.mlx.scheduler import Scheduler
 from gateway.adapters.mlx.slot import Job, TooLong
-from gateway.adapters.mlx.wire import Done, Failed, Load, LoadFailed, Message, Ready, Rendered, Status
+from gateway.adapters.mlx.wire import Done, Failed, Load, LoadFailed, WireMessage, Ready, Rendered, LoadStatus
 
 __all__ = ["Engine", "Job"]
 
@@ -26,7 +27,7 @@ log = logging.getLogger("gateway.mlx.engine")
 
 
 class Engine:
-    def __init__(self, send: Callable[[Message], None], load: Load) -> None:
+    def __init__(self, send: Callable[[WireMessage], None], load: Load) -> None:
         self._send = send
         self._load = load
         self._jobs: deque[Job] = deque()
@@ -65,7 +66,8 @@ class Engine:
     def run(self) -> None:
         spec = self._load.spec
         try:
-            path = resolve_source(spec, Path(self._load.cache_dir), self._status)
+            # Resolved and checked against allowed_paths now, and loaded from exactly that directory.
+            path = resolve_source(spec, Path(self._load.cache_dir), self._status, self._load.allowed_paths)
             self._status("loading", 0, 0)
             self.model = LoadedModel(spec, path)
         except LoadError as exc:
@@ -95,14 +97,14 @@ class Engine:
                 scheduler.fail_all("model_error", f"generation failed: {type(exc).__name__}: {exc}")
             scheduler.step()
 
-    def _forget_and_send(self, message: Message) -> None:
+    def _forget_and_send(self, message: WireMessage) -> None:
         if isinstance(message, Done):
             with self._wake:
                 self._known.pop(message.request_id, None)
         self._send(message)
 
     def _status(self, stage: str, done: int, total: int) -> None:
-        self._send(Status(stage=stage, done=done, total=total))
+        self._send(LoadStatus(stage=stage, done=done, total=total))
 
     def _accept(self, job: Job, scheduler: Scheduler) -> None:
         request_id = job.request.request_id

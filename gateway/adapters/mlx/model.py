@@ -1,111 +1,51 @@
-"""Inside the worker: find the model's files, load them with mlx-lm, render prompts.
+"""Inside the worker: load a model directory with mlx-lm and render prompts with its chat template.
 
-Sources: `dummy` (built on first use), `hf:<org>/<repo>` (huggingface-hub cache, downloaded
-if allowed), or a local directory. mlx-lm treats a path that does not exist as a hub id,
-so local paths are checked here first and fail with a message that says so.
+Where the directory comes from (dummy, hf:, local, allowed paths) is `source.py`'s business; `resolve_source`
+and `LoadError` are re-exported here for callers that load (`gateway pull`).
 """
 
 from __future__ import annotations
 
-import importlib
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from gateway.adapters.base import GenerationRequest
+from gateway.adapters.mlx import mlxlm
 from gateway.adapters.mlx.parse import Markers
-from gateway.adapters.mlx.render import RenderRules, normalize, probe_rules, template_kwargs, tool_dicts
+from gateway.adapters.mlx.render import (
+    RenderRules,
+    normalize_for_template,
+    probe_rules,
+    template_kwargs,
+    tool_dicts,
+)
+from gateway.adapters.mlx.source import LoadError, resolve_source, unchanged_after_load
 from gateway.adapters.mlx.wire import ModelInfo
-from gateway.config import DummyArch, MlxModel
+from gateway.config import MlxModel
 
 __all__ = ["LoadError", "LoadedModel", "RenderError", "resolve_source"]
-
-StatusFn = Callable[[str, int, int], None]
-
-# The files mlx-lm needs; weights in other formats (.bin, .gguf) are never fetched.
-HF_PATTERNS = ["*.json", "model*.safetensors", "*.py", "tokenizer.model", "*.tiktoken", "*.txt", "*.jsonl", "*.jinja"]
-
-
-class LoadError(Exception):
-    """The model cannot be loaded; the message is shown to clients as the reason."""
 
 
 class RenderError(Exception):
     """The chat template rejected the conversation."""
 
 
-def resolve_source(spec: MlxModel, cache_dir: Path, status: StatusFn) -> Path:
-    if spec.source == "dummy":
-        from gateway.adapters.mlx.dummy import ensure_dummy
-
-        status("building dummy", 0, 0)
-        return ensure_dummy(spec.dummy or DummyArch(), cache_dir)
-    if spec.source.startswith("hf:"):
-        return _download(spec.source[3:], spec.revision, status)
-    path = Path(spec.source).expanduser()
-    if not path.is_dir():
-        raise LoadError(f"no model directory at '{path}' (source: {spec.source})")
-    if not (path / "config.json").is_file():
-        raise LoadError(f"'{path}' has no config.json; is it an mlx-lm model directory?")
-    return path
-
-
-def _download(repo: str, revision: str | None, status: StatusFn) -> Path:
-    from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import (
-        GatedRepoError,
-        HfHubHTTPError,
-        LocalEntryNotFoundError,
-        RepositoryNotFoundError,
-        RevisionNotFoundError,
-    )
-
-    status("downloading", 0, 0)
-    try:
-        folder = snapshot_download(repo, revision=revision, allow_patterns=HF_PATTERNS, tqdm_class=_progress(status))
-    except LocalEntryNotFoundError:
-        raise LoadError(
-            f"'{repo}' is not in the Hugging Face cache and the hub cannot be reached "
-            "(offline, or HF_HUB_OFFLINE is set); download it once with network access"
-        ) from None
-    except GatedRepoError:
-        raise LoadError(f"'{repo}' is gated on the Hugging Face hub; log in with a token that has access") from None
-    except RepositoryNotFoundError:
-        raise LoadError(f"'{repo}' does not exist on the Hugging Face hub (or is private)") from None
-    except RevisionNotFoundError:
-        raise LoadError(f"'{repo}' has no revision '{revision}'") from None
-    except (HfHubHTTPError, OSError, ValueError) as exc:
-        raise LoadError(f"downloading '{repo}' failed: {exc}") from None
-    return Path(str(folder))
-
-
-def _progress(status: StatusFn) -> Any:
-    """A tqdm that also reports to the gateway, so /health shows how far a download is."""
-    from huggingface_hub.utils import tqdm
-
-    class Progress(tqdm):  # type: ignore[misc, valid-type]
-        def update(self, n: float | None = 1) -> bool | None:
-            shown = super().update(n)
-            status("downloading", int(self.n), int(self.total or 0))
-            return shown
-
-    return Progress
-
-
 class LoadedModel:
-    """The model, its tokenizer and what was learned about its template; engine thread only."""
+    """The model, its tokenizer and what was learned about its template; engine thread only.
+
+    `path` is a resolved directory (`source.resolve_source`); it is loaded as it is, never looked up again."""
 
     def __init__(self, spec: MlxModel, path: Path) -> None:
         import mlx.core as mx
-        from mlx_lm import load
 
         started = time.perf_counter()
         try:
-            self.model, self.tokenizer = load(str(path))
+            self.model, self.tokenizer = mlxlm.load(path)
         except Exception as exc:  # noqa: BLE001 - mlx-lm raises many kinds; the reason matters
             raise LoadError(f"mlx-lm could not load '{path}': {type(exc).__name__}: {exc}") from None
-        if not getattr(self.tokenizer, "has_chat_template", False):
+        unchanged_after_load(path)
+        if not self.tokenizer.has_chat_template:
             raise LoadError(f"'{path}' has no chat template; the gateway needs one to render conversations")
         self.spec = spec
         self.path = path
@@ -133,7 +73,7 @@ class LoadedModel:
         return str(text)
 
     def render(self, request: GenerationRequest) -> tuple[str, list[int]]:
-        messages = normalize(request.messages, self.rules)
+        messages = normalize_for_template(request.messages, self.rules)
         tools = tool_dicts(request.tools) or None
         try:
             text = self.tokenizer.apply_chat_template(
@@ -145,33 +85,26 @@ class LoadedModel:
 
     def initial_state(self, prompt: list[int]) -> str:
         """A prompt that ends inside an open think block makes the answer start as reasoning."""
-        if not self.markers.think_start or self.tokenizer.think_start_tokens is None:
+        if not self.markers.think_start:
             return "normal"
-        start = self.tokenizer.rfind_think_start(prompt)
-        end = self.tokenizer.rfind_think_end(prompt)
-        return "reasoning" if start > end else "normal"
+        return "reasoning" if mlxlm.prompt_ends_in_think(self.tokenizer, prompt) else "normal"
 
 
 def _cache_traits(model: Any) -> tuple[bool, bool]:
     """(batchable, trimmable): batching needs caches that merge; leaving a batch for the solo
     decoder cuts one token off the cache, which only plain KV caches always allow."""
-    from mlx_lm.models.cache import KVCache, make_prompt_cache
-
-    layers = make_prompt_cache(model)
-    return all(hasattr(layer, "merge") for layer in layers), all(type(layer) is KVCache for layer in layers)
+    layers = mlxlm.make_prompt_cache(model)
+    return all(hasattr(layer, "merge") for layer in layers), all(mlxlm.is_kv_cache(layer) for layer in layers)
 
 
-def _markers(tokenizer: Any, override: str | None) -> tuple[Markers, str | None]:
-    think_start = tokenizer.think_start if tokenizer.has_thinking else None
-    think_end = tokenizer.think_end if tokenizer.has_thinking else None
-    if override is not None:
-        module = importlib.import_module(f"mlx_lm.tool_parsers.{override}")
-        start, end, parse, name = module.tool_call_start, module.tool_call_end, module.parse_tool_call, override
-    elif tokenizer.has_tool_calling:
-        parse = tokenizer.tool_parser
-        start, end = tokenizer.tool_call_start, tokenizer.tool_call_end
-        name = getattr(parse, "__module__", "").rsplit(".", 1)[-1] or None
-    else:
-        start = end = parse = name = None
-    markers = Markers(think_start=think_start, think_end=think_end, call_start=start, call_end=end, parse_call=parse)
-    return markers, name
+def _markers(tokenizer: mlxlm.Tokenizer, override: str | None) -> tuple[Markers, str | None]:
+    think = mlxlm.think_markers(tokenizer)
+    parser = mlxlm.named_tool_parser(override) if override is not None else mlxlm.tokenizer_tool_parser(tokenizer)
+    markers = Markers(
+        think_start=think[0] if think else None,
+        think_end=think[1] if think else None,
+        call_start=parser.call_start if parser else None,
+        call_end=parser.call_end if parser else None,
+        parse_call=parser.parse if parser else None,
+    )
+    return markers, parser.name if parser else None

@@ -17,8 +17,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from gateway.adapters.base import Delta, Progress, ReasoningDelta, TextDelta, ToolCallArguments
-from gateway.adapters.mlx.wire import Deltas, Done, Failed, Message
+from gateway.adapters.base import Delta, ReasoningDelta, TextDelta, ToolCallArguments
+from gateway.adapters.mlx.wire import Deltas, Done, Failed, WireMessage
 
 __all__ = ["Outbox"]
 
@@ -28,7 +28,7 @@ _JOINABLE = (TextDelta, ReasoningDelta, ToolCallArguments)
 
 
 class Outbox:
-    def __init__(self, send: Callable[[Message], None], window: float = WINDOW) -> None:
+    def __init__(self, send: Callable[[WireMessage], None], window: float = WINDOW) -> None:
         self._send = send
         self._base = window
         self._window = window
@@ -47,8 +47,7 @@ class Outbox:
         held = self._held.get(request_id)
         if held is None and now - self._sent.get(request_id, 0.0) >= self._window:
             self._send(Deltas(request_id=request_id, deltas=deltas))
-            if not all(isinstance(delta, Progress) for delta in deltas):
-                self._sent[request_id] = now  # progress never delays the first token
+            self._sent[request_id] = now
             return
         if held is None:
             held = self._held[request_id] = []
@@ -56,7 +55,7 @@ class Outbox:
         for delta in deltas:
             _append(held, delta)
 
-    def send(self, message: Message) -> None:
+    def send(self, message: WireMessage) -> None:
         """A message other than deltas; a request's held deltas precede its `Failed` and `Done`."""
         if isinstance(message, (Failed, Done)):
             self._flush(message.request_id)
@@ -83,7 +82,5 @@ def _append(held: list[Delta], delta: Delta) -> None:
     last = held[-1] if held else None
     if isinstance(delta, _JOINABLE) and type(last) is type(delta):
         held[-1] = type(delta)(text=last.text + delta.text)  # type: ignore[union-attr]
-    elif isinstance(delta, Progress) and isinstance(last, Progress):
-        held[-1] = delta
     else:
         held.append(delta)

@@ -1,6 +1,6 @@
 """Decoded text → deltas: think blocks become reasoning, tool-call markup becomes calls.
 
-Matching is done on text with mlx-lm's `TextStateMachine`, which holds back anything
+Matching is done on text with mlx-lm's `TextStateMachine` (`mlxlm.TextMatcher`), which holds back anything
 that could still be the start of a marker, so markup split across tokens never
 reaches the answer text. A finished tool-call block goes to the model's own
 mlx-lm tool parser; what it cannot parse comes back as plain text (and a warning),
@@ -13,16 +13,14 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
 from typing import Any
 
 from gateway.adapters.base import Delta, ReasoningDelta, TextDelta, ToolCallArguments, ToolCallStart
+from gateway.adapters.mlx.mlxlm import ParseCall, TextMatcher
 
 __all__ = ["Markers", "OutputParser"]
 
 log = logging.getLogger("gateway.mlx.parse")
-
-ToolParser = Callable[[str, Any], Any]
 
 
 class Markers:
@@ -37,7 +35,7 @@ class Markers:
         think_end: str | None = None,
         call_start: str | None = None,
         call_end: str | None = None,
-        parse_call: ToolParser | None = None,
+        parse_call: ParseCall | None = None,
     ) -> None:
         self.think_start = think_start
         self.think_end = think_end
@@ -57,13 +55,10 @@ class OutputParser:
         stop: list[str],
         initial: str = "normal",
     ) -> None:
-        from mlx_lm.generate import TextStateMachine
-
         self._markers = markers
         self._tools = tools
         self._parse_calls = bool(tools) and markers.call_start is not None and markers.parse_call is not None
-        self._machine = TextStateMachine(self._transitions(markers, stop))
-        self._state = self._machine.make_state(initial)
+        self._matcher = TextMatcher(self._transitions(markers, stop), initial)
         self._call_text: list[str] = []
         self.calls = 0
         self.stopped = False
@@ -88,12 +83,12 @@ class OutputParser:
 
     @property
     def state(self) -> str | None:
-        return self._state[0]  # type: ignore[no-any-return]
+        return self._matcher.state
 
     def feed(self, text: str) -> list[Delta]:
         if self.stopped or not text:
             return []
-        self._state, segments = self._machine.split(self._state, text)
+        segments = self._matcher.feed(text)
         out: list[Delta] = []
         for index, (state, piece) in enumerate(segments):
             out += self._emit(state, piece)
@@ -108,7 +103,7 @@ class OutputParser:
         """End of generation: release held-back text and any unterminated call."""
         if self.stopped:
             return []
-        self._state, held, state = self._machine.flush(self._state)
+        state, held = self._matcher.flush()
         out = self._emit(state, held)
         if state == "tool":
             out += self._close_call(complete=False)

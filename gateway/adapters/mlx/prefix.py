@@ -23,6 +23,8 @@ import copy
 import logging
 from typing import Any
 
+from gateway.adapters.mlx import mlxlm
+
 __all__ = ["Hit", "PrefixCache", "common_prefix"]
 
 log = logging.getLogger("gateway.mlx.prefix")
@@ -146,26 +148,16 @@ def _trimmable(cache: list[Any]) -> bool:
 
 
 def _is_plain(layer: Any) -> bool:
-    """mlx-lm's growing KV cache, recognised without importing MLX (tests use stand-in layers)."""
-    kind = type(layer)
-    return kind.__name__ == "KVCache" and kind.__module__ == "mlx_lm.models.cache" and layer.keys is not None
+    """mlx-lm's growing KV cache, holding something."""
+    return mlxlm.is_kv_cache(layer) and layer.keys is not None
 
 
 def _cut(cache: list[Any], length: int, held: int) -> list[Any]:
     """A cache of the first `length` tokens that shares nothing mutable with `cache`."""
     if all(_is_plain(layer) for layer in cache):
-        from mlx_lm.models.cache import KVCache
-
-        out = []
-        for layer in cache:
-            # Slices are new array objects of exactly `length`: the next write reallocates instead of
-            # writing into the entry's buffers.
-            fresh = KVCache()
-            fresh.keys = layer.keys[..., :length, :]
-            fresh.values = layer.values[..., :length, :]
-            fresh.offset = length
-            out.append(fresh)
-        return out
+        # Slices are new array objects of exactly `length`: the next write reallocates instead of
+        # writing into the entry's buffers.
+        return [mlxlm.kv_cache(layer.keys[..., :length, :], layer.values[..., :length, :], length) for layer in cache]
     out = copy.deepcopy(cache)
     if length < held:
         for layer in out:
@@ -178,17 +170,13 @@ def _compact(cache: list[Any]) -> list[Any]:
     if not all(_is_plain(layer) for layer in cache):
         return cache
     import mlx.core as mx
-    from mlx_lm.models.cache import KVCache
 
     out = []
     for layer in cache:
-        fresh = KVCache()
-        if layer.keys.shape[2] > layer.offset:
-            fresh.keys = mx.contiguous(layer.keys[..., : layer.offset, :])
-            fresh.values = mx.contiguous(layer.values[..., : layer.offset, :])
-        else:
-            fresh.keys, fresh.values = layer.keys, layer.values
-        fresh.offset = layer.offset
-        out.append(fresh)
+        keys, values = layer.keys, layer.values
+        if keys.shape[2] > layer.offset:
+            keys = mx.contiguous(keys[..., : layer.offset, :])
+            values = mx.contiguous(values[..., : layer.offset, :])
+        out.append(mlxlm.kv_cache(keys, values, layer.offset))
     mx.eval([(layer.keys, layer.values) for layer in out])
     return out

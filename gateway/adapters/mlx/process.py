@@ -35,7 +35,7 @@ from gateway.adapters.mlx.wire import (
     Render,
     Rendered,
     Shutdown,
-    Status,
+    LoadStatus,
 )
 from gateway.config import MlxModel
 from gateway.errors import ContextLengthExceeded, GatewayError, InvalidRequest, ModelUnavailable
@@ -64,9 +64,11 @@ class WorkerProcess:
         *,
         cache_dir: str,
         threads: int,
+        allowed_paths: list[str] | None = None,
         on_exit: Callable[[WorkerProcess], None] | None = None,
     ) -> None:
         self.spec = spec
+        self.allowed_paths = list(allowed_paths or [])
         self.on_exit = on_exit
         self.ready_at: float | None = None
         self.exit_text: str | None = None
@@ -120,7 +122,7 @@ class WorkerProcess:
         reader, self._writer = await asyncio.open_connection(sock=ours)
         self._ready = asyncio.get_running_loop().create_future()
         self._reader_task = asyncio.create_task(self._read(reader), name=f"mlx-reader:{self.spec.name}")
-        self._send(Load(spec=self.spec, cache_dir=self.cache_dir))
+        self._send(Load(spec=self.spec, cache_dir=self.cache_dir, allowed_paths=self.allowed_paths))
         try:
             async with asyncio.timeout(self.spec.load_timeout_seconds):
                 self.info = await asyncio.shield(self._ready)
@@ -169,7 +171,7 @@ class WorkerProcess:
         if not self.alive:
             raise ModelUnavailable(f"The worker for model '{self.spec.name}' is not running.")
 
-    def _send(self, message: wire.Message) -> None:
+    def _send(self, message: wire.WireMessage) -> None:
         if self._writer is not None and not self._writer.is_closing():
             self._writer.write(wire.encode(message))
 
@@ -188,7 +190,7 @@ class WorkerProcess:
         finally:
             await self._on_exit()
 
-    def _dispatch(self, message: wire.Message) -> None:
+    def _dispatch(self, message: wire.WireMessage) -> None:
         if isinstance(message, Deltas):
             queue = self._streams.get(message.request_id)
             if queue is not None:
@@ -210,7 +212,7 @@ class WorkerProcess:
             future = self._renders.get(message.request_id)
             if future is not None and not future.done():
                 future.set_result(message)
-        elif isinstance(message, Status):
+        elif isinstance(message, LoadStatus):
             self.status, self.progress = message.stage, (message.done, message.total)
         elif isinstance(message, Ready):
             if self._ready is not None and not self._ready.done():

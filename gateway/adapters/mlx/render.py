@@ -24,9 +24,9 @@ from typing import Any
 
 from msgspec import Struct
 
-from gateway.adapters.base import ChatMessage, GenerationRequest, ToolSpec
+from gateway.adapters.base import TemplateMessage, GenerationRequest, ToolSpec
 
-__all__ = ["RenderRules", "normalize", "probe_rules", "template_kwargs", "tool_dicts"]
+__all__ = ["RenderRules", "normalize_for_template", "probe_rules", "template_kwargs", "tool_dicts"]
 
 TemplateFn = Callable[[list[dict[str, Any]]], str]
 SEPARATOR = "\n\n"
@@ -58,7 +58,7 @@ def probe_rules(render: TemplateFn, system_messages: str = "auto") -> RenderRule
     return RenderRules(merge_system=merge_system or not system_role, system_role=system_role, merge_users=merge_users)
 
 
-def normalize(messages: Sequence[ChatMessage], rules: RenderRules) -> list[dict[str, Any]]:
+def normalize_for_template(messages: Sequence[TemplateMessage], rules: RenderRules) -> list[dict[str, Any]]:
     """The template-ready message list for `messages` under `rules`."""
     leading: list[str] = []
     body: list[dict[str, Any]] = []
@@ -88,7 +88,7 @@ def normalize(messages: Sequence[ChatMessage], rules: RenderRules) -> list[dict[
     return [{"role": "user", "content": system_text}, *body]
 
 
-def _assistant(message: ChatMessage) -> dict[str, Any]:
+def _assistant(message: TemplateMessage) -> dict[str, Any]:
     turn: dict[str, Any] = {"role": "assistant", "content": message.content}
     if message.reasoning:
         turn["reasoning_content"] = message.reasoning
@@ -113,7 +113,7 @@ def _arguments(text: str) -> Any:
     return value if isinstance(value, dict) else text
 
 
-def _tool(message: ChatMessage) -> dict[str, Any]:
+def _tool(message: TemplateMessage) -> dict[str, Any]:
     turn: dict[str, Any] = {"role": "tool", "content": message.content, "tool_call_id": message.tool_call_id or ""}
     if message.name:
         turn["name"] = message.name

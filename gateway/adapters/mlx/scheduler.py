@@ -21,15 +21,15 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import Literal
 
-from gateway.adapters.base import Progress
+from gateway.adapters.mlx import mlxlm
 from gateway.adapters.mlx.model import LoadedModel
 from gateway.adapters.mlx.outbox import Outbox
 from gateway.adapters.mlx.prefix import PrefixCache
 from gateway.adapters.mlx.slot import Job, Samplers, Slot
 from gateway.adapters.mlx.solo import SoloDecoder
-from gateway.adapters.mlx.wire import Done, Failed, Message
+from gateway.adapters.mlx.wire import Done, Failed, WireMessage
 from gateway.config import MlxModel
 
 __all__ = ["Scheduler"]
@@ -45,7 +45,7 @@ LOG_EVERY = 5.0
 
 
 class Scheduler:
-    def __init__(self, model: LoadedModel, spec: MlxModel, send: Callable[[Message], None]) -> None:
+    def __init__(self, model: LoadedModel, spec: MlxModel, send: Callable[[WireMessage], None]) -> None:
         self.model = model
         self.spec = spec
         self._out = Outbox(send)
@@ -55,8 +55,7 @@ class Scheduler:
         self._waiting: deque[Slot] = deque()
         self._solo: tuple[Slot, SoloDecoder] | None = None
         self._batch: dict[int, Slot] = {}
-        self._generator: Any = None
-        self._stop_tokens: Any = None
+        self._generator: mlxlm.Batch | None = None
         self._rate = FIRST_RATE
         self._delay = spec.testing.step_delay_ms / 1000 if spec.testing is not None else 0.0
 
@@ -92,8 +91,8 @@ class Scheduler:
         for uid, slot in self._batch.items():
             if slot.request_id == request_id:
                 del self._batch[uid]
-                caches = self._generator.remove([uid], return_prompt_caches=True)
-                self._keep(slot, *caches.get(uid, (None, [])))
+                assert self._generator is not None
+                self._keep(slot, *self._generator.remove(uid))
                 self._done(slot, "cancelled")
                 return True
         return False
@@ -136,9 +135,7 @@ class Scheduler:
             rest = slot.prompt[slot.cached:]
             if self.active() == 0:
                 if cache is None:
-                    from mlx_lm.models.cache import make_prompt_cache
-
-                    cache = make_prompt_cache(self.model.model)
+                    cache = mlxlm.make_prompt_cache(self.model.model)
                 solo = SoloDecoder(self.model.model, cache, slot.prompt[: slot.cached], rest, slot.sampler,
                                    slot.processors)
                 self._waiting.popleft()
@@ -165,12 +162,12 @@ class Scheduler:
             self._finish(slot, *solo.settled_cache())
 
     def _step_batch(self) -> None:
-        generator = self._generator
+        generator = self._batch_generator()
         waiting = [len(slot.prompt) - slot.cached - slot.prefilled for slot in self._batch.values() if not slot.decoding]
-        generator.prefill_step_size = self._chunk(len(waiting), decoding=len(waiting) < len(self._batch),
-                                                  remaining=max(waiting, default=0))
+        generator.set_prefill_step(self._chunk(len(waiting), decoding=len(waiting) < len(self._batch),
+                                               remaining=max(waiting, default=0)))
         began = time.perf_counter()
-        prompt_responses, generation_responses = generator.next()
+        prompt_responses, generation_responses = generator.step()
         elapsed = time.perf_counter() - began
         fed = 0
         for response in prompt_responses:
@@ -191,28 +188,19 @@ class Scheduler:
                 self._finish(slot, response.prompt_cache, response.all_tokens)
             elif finished:  # a stop string, which the generator does not know about
                 del self._batch[response.uid]
-                caches = generator.remove([response.uid], return_prompt_caches=True)
-                self._finish(slot, *caches.get(response.uid, (None, [])))
+                self._finish(slot, *generator.remove(response.uid))
 
     # ------------------------------------------------------------ moving between solo and batch
 
-    def _batch_generator(self) -> Any:
+    def _batch_generator(self) -> mlxlm.Batch:
         if self._generator is None:
-            from mlx_lm.generate import BatchGenerator, StopSequences
-
-            self._stop_tokens = StopSequences([[token] for token in sorted(self.model.eos)])
-            self._generator = BatchGenerator(
-                self.model.model, completion_batch_size=self.max_batch, prefill_batch_size=self.max_batch,
-                prefill_step_size=CHUNK_LIMITS[1],
-            )
+            self._generator = mlxlm.Batch(self.model.model, max_batch=self.max_batch,
+                                          prefill_step_size=CHUNK_LIMITS[1], eos=self.model.eos)
         return self._generator
 
-    def _insert(self, slot: Slot, cache: list[Any] | None, held: list[int], rest: list[int], budget: int) -> None:
-        generator = self._batch_generator()
-        (uid,) = generator.insert(
-            [list(rest)], max_tokens=[budget], caches=[cache], all_tokens=[list(held)], samplers=[slot.sampler],
-            logits_processors=[slot.processors or []], stop_sequences=[self._stop_tokens],
-        )
+    def _insert(self, slot: Slot, cache: mlxlm.Cache | None, held: list[int], rest: list[int], budget: int) -> None:
+        uid = self._batch_generator().insert(rest, budget=budget, cache=cache, held=held, sampler=slot.sampler,
+                                             processors=slot.processors or [])
         slot.uid = uid
         self._batch[uid] = slot
 
@@ -233,13 +221,11 @@ class Scheduler:
         ((uid, slot),) = self._batch.items()
         if not slot.decoding:
             return
-        from mlx_lm.models.cache import trim_prompt_cache
-
-        caches = self._generator.remove([uid], return_prompt_caches=True)
+        cache, tokens = self._batch_generator().remove(uid)
+        assert cache is not None
         self._batch.clear()
-        cache, tokens = caches[uid]
         # The batch's sample after the last token is dropped with it: feed that token again.
-        trim_prompt_cache(cache, 1)
+        mlxlm.trim_prompt_cache(cache, 1)
         solo = SoloDecoder(self.model.model, cache, list(tokens[:-1]), [tokens[-1]], slot.sampler, slot.processors)
         self._solo = (slot, solo)
 
@@ -256,11 +242,11 @@ class Scheduler:
             self._rate = 0.6 * self._rate + 0.4 * (tokens / seconds)
 
     def _progress(self, slot: Slot, prefilled: int) -> None:
+        """A chunk of the prompt was computed; long prompts log how far they are (the stream itself stays
+        alive through the gateway's keepalive events, which need nothing from here)."""
         slot.prefilled = prefilled
         total = len(slot.prompt)
         done = slot.cached + prefilled
-        if done < total - 1:  # the prompt's last token is fed with the first decode step: nothing left to report
-            self._out.deltas(slot.request_id, [Progress(done=done, total=total)])
         now = time.perf_counter()
         if total - slot.cached >= LOG_PREFILL and now - (slot.logged or slot.admitted) >= LOG_EVERY:
             slot.logged = now
@@ -286,17 +272,17 @@ class Scheduler:
                 "seconds": round(seconds, 3), "tokens_per_second": round(computed / seconds, 1) if seconds else None,
                 "waited": round(slot.admitted - slot.arrived, 3)}})
 
-    def _finish(self, slot: Slot, cache: list[Any] | None, tokens: list[int]) -> None:
+    def _finish(self, slot: Slot, cache: mlxlm.Cache | None, tokens: list[int]) -> None:
         self._out.deltas(slot.request_id, slot.sequence.finish(cached=slot.cached))
         self._done(slot, "finished")
         self._keep(slot, cache, tokens)
 
-    def _keep(self, slot: Slot, cache: list[Any] | None, tokens: list[int]) -> None:
+    def _keep(self, slot: Slot, cache: mlxlm.Cache | None, tokens: list[int]) -> None:
         if cache is not None and len(tokens) > slot.cached:
             self.prefix.store(tokens, cache, prompt_length=len(slot.prompt), key=slot.key)
 
-    def _done(self, slot: Slot, outcome: str) -> None:
+    def _done(self, slot: Slot, outcome: Literal["finished", "cancelled", "failed"]) -> None:
         job = slot.job
         after = job.generated - job.generated_at_cancel if outcome == "cancelled" else 0
-        self._out.send(Done(request_id=slot.request_id, outcome=outcome,  # type: ignore[arg-type]
+        self._out.send(Done(request_id=slot.request_id, outcome=outcome,
                             generated=job.generated, after_cancel=after, prefix_cache=self.prefix.describe()))

@@ -1,7 +1,7 @@
 """One request's decoding state: sampled tokens in, deltas out.
 
 It does not care how tokens are produced: the solo decoder and the batch generator
-(one `Sequence` per batch uid) both drive it.
+(one `TokenSequence` per batch uid) both drive it.
 """
 
 from __future__ import annotations
@@ -11,10 +11,10 @@ from gateway.adapters.mlx.model import LoadedModel
 from gateway.adapters.mlx.parse import OutputParser
 from gateway.adapters.mlx.render import tool_dicts
 
-__all__ = ["Sequence"]
+__all__ = ["TokenSequence"]
 
 
-class Sequence:
+class TokenSequence:
     def __init__(self, request: GenerationRequest, prompt: list[int], model: LoadedModel) -> None:
         self.prompt_tokens = len(prompt)
         self.generated = 0

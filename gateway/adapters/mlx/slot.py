@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
 from typing import Any
 
 from gateway.adapters.base import GenerationRequest
+from gateway.adapters.mlx import mlxlm
 from gateway.adapters.mlx.model import LoadedModel
-from gateway.adapters.mlx.sequence import Sequence
+from gateway.adapters.mlx.sequence import TokenSequence
 from gateway.config import MlxTesting
 
 __all__ = ["Job", "Samplers", "Slot", "TooLong"]
@@ -40,16 +40,14 @@ class Samplers:
     """One sampler object per distinct setting: a batch whose rows share a sampler samples in one call."""
 
     def __init__(self) -> None:
-        self._made: dict[tuple[float, float], Callable[[Any], Any]] = {}
+        self._made: dict[tuple[float, float], mlxlm.Sampler] = {}
 
-    def get(self, request: GenerationRequest) -> Callable[[Any], Any]:
-        from mlx_lm.sample_utils import make_sampler
-
+    def get(self, request: GenerationRequest) -> mlxlm.Sampler:
         temperature = 1.0 if request.temperature is None else request.temperature
         top_p = 1.0 if request.top_p is None else request.top_p
         key = (temperature, top_p)
         if key not in self._made:
-            self._made[key] = make_sampler(temp=temperature, top_p=top_p)
+            self._made[key] = mlxlm.make_sampler(temperature, top_p)
         return self._made[key]
 
 
@@ -67,7 +65,7 @@ class Slot:
             )
         room = context_length - len(self.prompt)
         self.budget = room if request.max_tokens is None else min(request.max_tokens, room)
-        self.sequence = Sequence(request, self.prompt, model)
+        self.sequence = TokenSequence(request, self.prompt, model)
         self.sampler = samplers.get(request)
         self.processors = _testing_processors(model, request, len(self.prompt), testing)
         self.cached = 0  # prompt tokens served from the prefix cache
@@ -87,7 +85,7 @@ class Slot:
 
 def _testing_processors(
     model: LoadedModel, request: GenerationRequest, prompt_length: int, testing: MlxTesting | None
-) -> list[Callable[[Any, Any], Any]] | None:
+) -> list[mlxlm.LogitsProcessor] | None:
     if testing is None or (testing.force is None and not testing.distinct):
         return None
     from gateway.adapters.mlx.forcing import distinct_processor, forced_tokens, forcing_processor

@@ -12,8 +12,9 @@ Cache invariant: `tokens` are exactly the tokens whose keys and values are in `c
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
+
+from gateway.adapters.mlx import mlxlm
 
 __all__ = ["SoloDecoder"]
 
@@ -24,11 +25,11 @@ class SoloDecoder:
     def __init__(
         self,
         model: Any,
-        cache: list[Any],
+        cache: mlxlm.Cache,
         cached: list[int],
         rest: list[int],
-        sampler: Callable[[Any], Any],
-        processors: list[Callable[[Any, Any], Any]] | None,
+        sampler: mlxlm.Sampler,
+        processors: list[mlxlm.LogitsProcessor] | None,
     ) -> None:
         assert rest, "at least one token must be fed"
         self._model = model
@@ -37,6 +38,7 @@ class SoloDecoder:
         self.rest = list(rest)  # prompt tokens not yet fed; the last one starts decoding
         self._sampler = sampler
         self._processors = processors or []
+        self._stream = mlxlm.generation_stream()
         self._context: Any = None
         self._pending: Any = None
         self._steps = 0
@@ -48,13 +50,12 @@ class SoloDecoder:
     def prefill(self, limit: int) -> int:
         """Feed up to `limit` prompt tokens (never the last one); returns how many were fed."""
         import mlx.core as mx
-        from mlx_lm.generate import generation_stream
 
         count = min(limit, len(self.rest) - 1)
         if count <= 0:
             return 0
         chunk, self.rest = self.rest[:count], self.rest[count:]
-        with mx.stream(generation_stream):
+        with mx.stream(self._stream):
             self._model(mx.array(chunk)[None], cache=self.cache)
             mx.eval([layer.state for layer in self.cache])
         self.tokens += chunk
@@ -64,9 +65,8 @@ class SoloDecoder:
     def step(self) -> int:
         """The next token. The first call feeds the prompt's last token."""
         import mlx.core as mx
-        from mlx_lm.generate import generation_stream
 
-        with mx.stream(generation_stream):
+        with mx.stream(self._stream):
             if self._pending is None:
                 self._start()
             current = self._pending
@@ -84,9 +84,7 @@ class SoloDecoder:
 
         assert len(self.rest) == 1, "prefill first"
         if self._processors:
-            from mlx_lm.models.cache import TokenBuffer
-
-            self._context = TokenBuffer(self.tokens)
+            self._context = mlxlm.token_buffer(self.tokens)
         last = self.rest[0]
         self.rest = []
         self._pending = self._advance(mx.array([last], dtype=mx.uint32))

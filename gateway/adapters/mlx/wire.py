@@ -5,7 +5,7 @@ Every frame is a 4-byte big-endian length followed by one msgpack-encoded messag
 and interleaves their deltas (continuous batching).
 
     gateway → worker   Load, Generate, Render, Cancel, Shutdown
-    worker → gateway   Status, Ready, LoadFailed, Deltas, Failed, Done, Rendered, Log
+    worker → gateway   LoadStatus, Ready, LoadFailed, Deltas, Failed, Done, Rendered, Log
 """
 
 from __future__ import annotations
@@ -29,13 +29,13 @@ __all__ = [
     "Load",
     "LoadFailed",
     "Log",
-    "Message",
+    "WireMessage",
     "ModelInfo",
     "Ready",
     "Render",
     "Rendered",
     "Shutdown",
-    "Status",
+    "LoadStatus",
     "decode",
     "encode",
     "read_frame",
@@ -53,10 +53,12 @@ class _Message(msgspec.Struct, tag_field="op", kw_only=True):
 
 
 class Load(_Message, tag="load"):
-    """First frame a worker receives: which model to load and where dummy models live."""
+    """First frame a worker receives: which model to load, where dummy models live, and the directories a local
+    model must lie in (`mlx.allowed_paths`, checked by the worker on the resolved path as it loads; empty: any)."""
 
     spec: MlxModel
     cache_dir: str
+    allowed_paths: list[str] = []
 
 
 class Generate(_Message, tag="generate"):
@@ -80,7 +82,7 @@ class Shutdown(_Message, tag="shutdown"):
 # ---------------------------------------------------------------- worker → gateway
 
 
-class Status(_Message, tag="status"):
+class LoadStatus(_Message, tag="status"):
     """Load progress (download, build, load); shown by /health."""
 
     stage: str
@@ -142,24 +144,24 @@ class Log(_Message, tag="log"):
     fields: dict[str, Any] = {}
 
 
-Message = (
-    Load | Generate | Render | Cancel | Shutdown | Status | Ready | LoadFailed | Deltas | Failed | Done | Rendered | Log
+WireMessage = (
+    Load | Generate | Render | Cancel | Shutdown | LoadStatus | Ready | LoadFailed | Deltas | Failed | Done | Rendered | Log
 )
 
 _ENCODER = msgspec.msgpack.Encoder()
-_DECODER = msgspec.msgpack.Decoder(Message)
+_DECODER = msgspec.msgpack.Decoder(WireMessage)
 
 
 class FrameError(Exception):
     """The peer closed the connection or sent something that is not a frame."""
 
 
-def encode(message: Message) -> bytes:
+def encode(message: WireMessage) -> bytes:
     body = _ENCODER.encode(message)
     return _HEADER.pack(len(body)) + body
 
 
-def decode(body: bytes) -> Message:
+def decode(body: bytes) -> WireMessage:
     return _DECODER.decode(body)
 
 
@@ -173,7 +175,7 @@ def frame_length(header: bytes) -> int:
 HEADER_SIZE = _HEADER.size
 
 
-def read_frame(sock: socket.socket) -> Message:
+def read_frame(sock: socket.socket) -> WireMessage:
     """Blocking read of one message (the worker side)."""
     length = frame_length(_read_exactly(sock, HEADER_SIZE))
     return decode(_read_exactly(sock, length))

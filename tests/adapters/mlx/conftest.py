@@ -6,12 +6,9 @@ import json
 import os
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
-import httpx
 import pytest
 
 from gateway.config import GatewayConfig, parse_config
@@ -38,20 +35,6 @@ def mlx_config(mlx_cache: Path) -> Callable[[str], GatewayConfig]:
         return parse_config(f"mlx: {{cache_dir: {json.dumps(str(mlx_cache))}}}\n{text}")
 
     return make
-
-
-def sse_events(response: httpx.Response) -> Iterator[tuple[float, dict[str, Any]]]:
-    """(arrival time, event) for each server-sent event of a streaming response."""
-    buffer = ""
-    for chunk in response.iter_text():
-        buffer += chunk
-        while "\n\n" in buffer:
-            block, buffer = buffer.split("\n\n", 1)
-            data = [line[6:] for line in block.splitlines() if line.startswith("data: ")]
-            if data:
-                yield time.monotonic(), json.loads(data[0])
-
-
 
 
 def pid_alive(pid: int) -> bool:

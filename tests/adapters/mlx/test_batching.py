@@ -14,9 +14,9 @@ import httpx
 import pytest
 
 from gateway.config import parse_config
-from tests.adapters.mlx.conftest import sse_events
 from tests.conftest import serve
 from tests.process import wait_for
+from tests.sse import iter_response_events
 
 pytestmark = pytest.mark.mlx
 
@@ -49,7 +49,7 @@ def stream(base: str, model: str, text: str, tokens: int, stop_after: int | None
     events: list[tuple[float, dict[str, Any]]] = []
     with httpx.Client(base_url=base, timeout=60) as http, http.stream("POST", "/v1/responses", json=body) as response:
         assert response.status_code == 200
-        for when, event in sse_events(response):
+        for when, event in iter_response_events(response):
             events.append((when, event))
             deltas = sum(e["type"] == "response.output_text.delta" for _, e in events)
             if stop_after is not None and deltas == stop_after:
@@ -88,7 +88,7 @@ def test_concurrent_greedy_answers_equal_their_solo_answers(base: str, model: st
         events: list[tuple[float, dict[str, Any]]] = []
         body = {"model": model, "input": PROMPTS[0], "stream": True, "temperature": 0, "max_output_tokens": lengths[0]}
         with httpx.Client(base_url=base, timeout=60) as http, http.stream("POST", "/v1/responses", json=body) as r:
-            for item in sse_events(r):
+            for item in iter_response_events(r):
                 events.append(item)
                 if len(delta_times(events)) == 3:
                     first_deltas.set()
@@ -131,7 +131,7 @@ def test_a_full_queue_is_refused_with_a_429_envelope(base: str) -> None:
         with httpx.Client(base_url=base, timeout=30) as http:
             body = {"model": "limited", "input": "one more", "stream": True}
             with http.stream("POST", "/v1/responses", json=body) as response:
-                streamed = [e for _, e in sse_events(response)]
+                streamed = [e for _, e in iter_response_events(response)]
         answers = [answer(run.result(60)) for run in runs]
     assert refused.status_code == 429
     error = refused.json()["error"]

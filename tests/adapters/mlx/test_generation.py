@@ -12,8 +12,8 @@ import httpx
 import pytest
 
 from gateway.config import parse_config
-from tests.adapters.mlx.conftest import sse_events
 from tests.conftest import serve
+from tests.sse import iter_response_events
 
 pytestmark = pytest.mark.mlx
 
@@ -50,7 +50,7 @@ def stream(base: str, body: dict[str, Any]) -> list[dict[str, Any]]:
     with httpx.Client(base_url=base, timeout=60) as http:
         with http.stream("POST", "/v1/responses", json={**body, "stream": True}) as response:
             assert response.status_code == 200
-            return [event for _, event in sse_events(response)]
+            return [event for _, event in iter_response_events(response)]
 
 
 def test_reasoning_text_and_a_split_tool_call_through_real_generation(base: str, mlx_cache: Path) -> None:

@@ -15,9 +15,10 @@ import httpx
 import pytest
 
 from gateway.config import parse_config
-from tests.adapters.mlx.conftest import pid_alive, sse_events
-from tests.process import wait_for
+from tests.adapters.mlx.conftest import pid_alive
 from tests.conftest import serve
+from tests.process import wait_for
+from tests.sse import iter_response_events
 
 pytestmark = pytest.mark.mlx
 
@@ -47,7 +48,7 @@ def health(base: str, model: str) -> dict[str, Any]:
 def timed_stream(base: str, model: str, text: str) -> list[tuple[float, dict[str, Any]]]:
     with httpx.Client(base_url=base, timeout=60) as http:
         with http.stream("POST", "/v1/responses", json={"model": model, "input": text, "stream": True}) as response:
-            return list(sse_events(response))
+            return list(iter_response_events(response))
 
 
 def test_a_model_that_cannot_load_answers_503_with_the_reason(base: str) -> None:
@@ -95,7 +96,7 @@ def test_a_killed_worker_fails_its_stream_leaves_others_alone_and_restarts(base:
         with httpx.Client(base_url=base, timeout=60) as http:
             with http.stream("POST", "/v1/responses", json={"model": "a", "input": LONG, "stream": True}) as response:
                 events: list[dict[str, Any]] = []
-                for _, event in sse_events(response):
+                for _, event in iter_response_events(response):
                     events.append(event)
                     if event["type"] == "response.output_text.delta" and sum(
                         e["type"] == "response.output_text.delta" for e in events
@@ -121,7 +122,7 @@ def test_a_client_disconnect_stops_generation_within_a_step(base: str) -> None:
         served = health(base, "a")["served"]
         with http.stream("POST", "/v1/responses", json={"model": "a", "input": LONG, "stream": True}) as response:
             seen = 0
-            for _, event in sse_events(response):
+            for _, event in iter_response_events(response):
                 seen += event["type"] == "response.output_text.delta"
                 if seen == 3:
                     break  # leaving the block closes the connection
@@ -159,7 +160,7 @@ def test_idle_models_unload_and_come_back_and_preload_loads_at_start(mlx_cache: 
         pid = None
         with httpx.Client(base_url=url, timeout=60) as http:
             with http.stream("POST", "/v1/responses", json={"model": "idle", "input": "hello " * 10, "stream": True}) as r:
-                for _, event in sse_events(r):
+                for _, event in iter_response_events(r):
                     if pid is None and event["type"] == "response.output_text.delta":
                         pid = health(url, "idle")["pid"]  # busy while streaming: cannot be unloaded under us
                 assert event["response"]["output"][0]["content"][0]["text"] == "hello " * 10

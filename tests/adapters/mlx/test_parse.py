@@ -18,12 +18,12 @@ TOOLS = [{"type": "function", "function": {"name": "get_weather", "description":
 def parser(  # type: ignore[no-untyped-def]
     tools: list | None = None, stop: list[str] | None = None, initial: str = "normal"
 ):
-    from mlx_lm.tool_parsers import json_tools
-
+    from gateway.adapters.mlx.mlxlm import named_tool_parser
     from gateway.adapters.mlx.parse import Markers, OutputParser
 
-    markers = Markers(think_start="<think>", think_end="</think>", call_start="<tool_call>", call_end="</tool_call>",
-                      parse_call=json_tools.parse_tool_call)
+    json_tools = named_tool_parser("json_tools")
+    markers = Markers(think_start="<think>", think_end="</think>", call_start=json_tools.call_start,
+                      call_end=json_tools.call_end, parse_call=json_tools.parse)
     return OutputParser(markers, tools=TOOLS if tools is None else tools, stop=stop or [], initial=initial)
 
 

@@ -1,4 +1,5 @@
-"""Long prompts are computed in chunks: progress arrives between them and a cancel lands mid-prefill."""
+"""Long prompts are computed in chunks, one per engine step: other work (other streams, cancels) gets a turn
+between them, and a cancel during the prefill stops the request before any token."""
 
 from __future__ import annotations
 
@@ -11,19 +12,51 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
-from gateway.adapters.base import ChatMessage, Finish, GenerationRequest, Progress, TextDelta
+from gateway.adapters.base import Finish, GenerationRequest, TemplateMessage, TextDelta
 from gateway.adapters.mlx import MlxAdapter, WorkerPool
-from gateway.config import parse_config
+from gateway.adapters.mlx.dummy import dummy_dir
+from gateway.adapters.mlx.wire import Deltas, Done, WireMessage
+from gateway.config import DummyArch, parse_config
 
-pytestmark = [pytest.mark.mlx, pytest.mark.asyncio(loop_scope="module")]
+pytestmark = pytest.mark.mlx
 
-LONG = " ".join(f"w{i % 97} line {i}" for i in range(1200))  # several thousand tokens for the dummy tokenizer
+LONG = " ".join(f"w{i % 97} line {i}" for i in range(1200))  # about 9,500 tokens for the dummy tokenizer
+MANIFEST = "models: [{name: tiny, adapter: mlx, source: dummy, prefix_cache_mb: 0%s}]\n"
+
+
+def request(text: str, request_id: str) -> GenerationRequest:
+    return GenerationRequest(request_id=request_id, messages=[TemplateMessage(role="user", content=text)],
+                             temperature=0, max_tokens=4)
+
+
+def test_a_long_prompt_is_computed_over_several_steps(mlx_cache: Path) -> None:
+    from gateway.adapters.mlx.model import LoadedModel  # the engine's side, driven step by step in this process
+    from gateway.adapters.mlx.scheduler import Scheduler
+    from gateway.adapters.mlx.slot import Job
+
+    spec = parse_config(MANIFEST % "").models[0]
+    sent: list[WireMessage] = []
+    scheduler = Scheduler(LoadedModel(spec, dummy_dir(DummyArch(), mlx_cache)), spec, sent.append)  # type: ignore[arg-type]
+    slot = scheduler.add(Job(request(LONG, "long")))
+    prefilled = []
+    while not slot.decoding:
+        assert not any(isinstance(message, Deltas) for message in sent)  # nothing to say before the first token
+        scheduler.step()
+        prefilled.append(slot.prefilled)
+    while not any(isinstance(message, Done) for message in sent):
+        scheduler.step()
+    finish = [d for m in sent if isinstance(m, Deltas) for d in m.deltas if isinstance(d, Finish)]
+    assert len(finish) == 1 and finish[0].usage.input_tokens == len(slot.prompt) > 5000
+    chunks = [b - a for a, b in zip([0, *prefilled], prefilled) if b > a]
+    assert len(chunks) >= 3 and max(chunks) <= 2048 * 1.5  # bounded chunks (a short tail joins the last one)
+    assert prefilled[-1] == len(slot.prompt) - 1  # the last prompt token is fed with the first decode step
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def adapter(mlx_cache: Path) -> AsyncIterator[MlxAdapter]:
+    # Every step takes at least 0.3 s, so a prompt of several chunks is still prefilling when the cancel arrives.
     config = parse_config(f"mlx: {{cache_dir: {json.dumps(str(mlx_cache))}}}\n"
-                          "models: [{name: tiny, adapter: mlx, source: dummy, prefix_cache_mb: 0}]\n")
+                          + MANIFEST % ", testing: {step_delay_ms: 300}")
     pool = WorkerPool(config.mlx)
     model = MlxAdapter(config.models[0], pool)  # type: ignore[arg-type]
     try:
@@ -33,38 +66,23 @@ async def adapter(mlx_cache: Path) -> AsyncIterator[MlxAdapter]:
         await pool.aclose()
 
 
-def request(text: str, request_id: str) -> GenerationRequest:
-    return GenerationRequest(request_id=request_id, messages=[ChatMessage(role="user", content=text)],
-                             temperature=0, max_tokens=4)
+async def collect(adapter: MlxAdapter, req: GenerationRequest) -> str:
+    return "".join([delta.text async for delta in adapter.generate(req) if isinstance(delta, TextDelta)])
 
 
-async def test_a_long_prompt_reports_progress_between_chunks(adapter: MlxAdapter) -> None:
-    progress: list[Progress] = []
-    finish = None
-    async for delta in adapter.generate(request(LONG, "long-1")):
-        if isinstance(delta, Progress):
-            progress.append(delta)
-        elif isinstance(delta, Finish):
-            finish = delta
-    assert finish is not None and finish.usage.input_tokens > 5000
-    assert len(progress) >= 2  # the first chunk is at most 768 tokens, later ones at most 2048
-    assert all(p.total == finish.usage.input_tokens for p in progress)
-    done = [p.done for p in progress]
-    assert done == sorted(done) and len(set(done)) == len(done) and done[-1] < finish.usage.input_tokens
-
-
+@pytest.mark.asyncio(loop_scope="module")
 async def test_a_cancel_during_prefill_stops_before_any_token(adapter: MlxAdapter) -> None:
-    stream = adapter.generate(request(LONG + " again", "long-2"))
-    async with contextlib.aclosing(stream):
-        async for delta in stream:
-            assert not isinstance(delta, TextDelta)
-            if isinstance(delta, Progress):
-                break  # closing the stream cancels the request in the worker
-    async with asyncio.timeout(10):  # the worker's answer to the cancel arrives on this loop
+    await collect(adapter, request("warm up", "warm"))  # loaded before the clock starts
+    stream = adapter.generate(request(LONG + " again", "long"))
+    first = asyncio.ensure_future(anext(stream))
+    await asyncio.sleep(0.5)  # the worker is a chunk or two into a prompt of several
+    assert not first.done()
+    first.cancel()  # as when the client leaves: the stream's cleanup cancels the request in the worker
+    with contextlib.suppress(asyncio.CancelledError):
+        await first
+    await stream.aclose()
+    async with asyncio.timeout(10):
         while "last_cancel" not in (state := adapter.describe()):
             await asyncio.sleep(0.02)
     assert state["last_cancel"]["generated"] == 0 and state["active"] == 0
-    text = ""
-    async for delta in adapter.generate(request("short one", "short")):
-        text += delta.text if isinstance(delta, TextDelta) else ""
-    assert text  # the worker carries on
+    assert await collect(adapter, request("short one", "short"))  # the worker carries on

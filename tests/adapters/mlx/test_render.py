@@ -5,35 +5,35 @@ from __future__ import annotations
 import jinja2
 import pytest
 
-from gateway.adapters.base import ChatMessage, GenerationRequest, ToolCallRecord
-from gateway.adapters.mlx.render import RenderRules, normalize, probe_rules, template_kwargs
+from gateway.adapters.base import GenerationRequest, TemplateMessage, ToolCallRecord
+from gateway.adapters.mlx.render import RenderRules, normalize_for_template, probe_rules, template_kwargs
 
 CODEX_START = [
-    ChatMessage(role="developer", content="You are Codex."),
-    ChatMessage(role="developer", content="Sandbox: workspace-write."),
-    ChatMessage(role="user", content="<environment_context>cwd</environment_context>"),
-    ChatMessage(role="user", content="list the files"),
+    TemplateMessage(role="developer", content="You are Codex."),
+    TemplateMessage(role="developer", content="Sandbox: workspace-write."),
+    TemplateMessage(role="user", content="<environment_context>cwd</environment_context>"),
+    TemplateMessage(role="user", content="list the files"),
 ]
 
 
 def test_developer_messages_become_one_leading_system_message() -> None:
-    out = normalize(CODEX_START, RenderRules())
+    out = normalize_for_template(CODEX_START, RenderRules())
     assert out[0] == {"role": "system", "content": "You are Codex.\n\nSandbox: workspace-write."}
     assert [m["role"] for m in out] == ["system", "user", "user"]
 
 
 def test_a_later_system_message_stays_in_place_or_joins_the_leading_one() -> None:
-    later = [ChatMessage(role="assistant", content="ok"), ChatMessage(role="developer", content="Now read-only.")]
+    later = [TemplateMessage(role="assistant", content="ok"), TemplateMessage(role="developer", content="Now read-only.")]
     messages = [*CODEX_START, *later]
-    kept = normalize(messages, RenderRules(merge_system=False))
+    kept = normalize_for_template(messages, RenderRules(merge_system=False))
     assert kept[-1] == {"role": "system", "content": "Now read-only."}
-    merged = normalize(messages, RenderRules(merge_system=True))
+    merged = normalize_for_template(messages, RenderRules(merge_system=True))
     assert merged[0]["content"].endswith("\n\nNow read-only.")
     assert [m["role"] for m in merged].count("system") == 1
 
 
 def test_templates_without_a_system_role_get_it_in_the_first_user_turn() -> None:
-    out = normalize(CODEX_START, RenderRules(system_role=False, merge_system=True, merge_users=True))
+    out = normalize_for_template(CODEX_START, RenderRules(system_role=False, merge_system=True, merge_users=True))
     assert out == [
         {"role": "user", "content": "You are Codex.\n\nSandbox: workspace-write.\n\n"
                                     "<environment_context>cwd</environment_context>\n\nlist the files"},
@@ -42,14 +42,14 @@ def test_templates_without_a_system_role_get_it_in_the_first_user_turn() -> None
 
 def test_tool_calls_keep_ids_arguments_become_objects_and_reasoning_travels() -> None:
     messages = [
-        ChatMessage(role="user", content="go"),
-        ChatMessage(role="assistant", reasoning="think first", tool_calls=[
+        TemplateMessage(role="user", content="go"),
+        TemplateMessage(role="assistant", reasoning="think first", tool_calls=[
             ToolCallRecord(call_id="call_1", name="exec_command", arguments='{"cmd": "ls"}'),
             ToolCallRecord(call_id="call_2", name="apply_patch", arguments="*** Begin Patch"),
         ]),
-        ChatMessage(role="tool", tool_call_id="call_1", name="exec_command", content="a.txt"),
+        TemplateMessage(role="tool", tool_call_id="call_1", name="exec_command", content="a.txt"),
     ]
-    out = normalize(messages, RenderRules())
+    out = normalize_for_template(messages, RenderRules())
     assert out[1] == {
         "role": "assistant", "content": "", "reasoning_content": "think first",
         "tool_calls": [

@@ -12,7 +12,7 @@ import msgspec
 import pytest
 import pytest_asyncio
 
-from gateway.adapters.base import ChatMessage, Finish, GenerationRequest, TextDelta
+from gateway.adapters.base import Finish, GenerationRequest, TemplateMessage, TextDelta
 from gateway.adapters.mlx import MlxAdapter, WorkerPool
 from gateway.config import GatewayConfig, parse_config
 from gateway.normalize import decode_request
@@ -110,7 +110,7 @@ async def test_codex_history_renders_byte_stable_over_ten_turns(tiny: tuple[Gate
 
 
 def request(text: str, **fields: Any) -> GenerationRequest:
-    messages = [ChatMessage(role="user", content=text)]
+    messages = [TemplateMessage(role="user", content=text)]
     return GenerationRequest(request_id=fields.pop("request_id", "r1"), messages=messages, **fields)
 
 
@@ -154,7 +154,7 @@ async def test_reasoning_effort_switches_thinking_in_the_prompt(tiny: tuple[Gate
 
 async def test_a_template_rejection_is_a_clear_error(tiny: tuple[GatewayConfig, MlxAdapter]) -> None:
     _, adapter = tiny
-    bad = GenerationRequest(request_id="r3", messages=[ChatMessage(role="user", content="x")],
+    bad = GenerationRequest(request_id="r3", messages=[TemplateMessage(role="user", content="x")],
                             chat_template_kwargs={"add_generation_prompt": 3})
     with pytest.raises(Exception) as info:
         await collect(adapter, bad)
