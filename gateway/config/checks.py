@@ -8,7 +8,7 @@ from pathlib import Path
 
 from msgspec import UNSET
 
-from gateway.config import GatewayConfig, MlxModel, Script, ScriptedModel
+from gateway.config.schema import ALLOWED_ACTIONS, GatewayConfig, MlxModel, Script, ScriptedModel
 
 __all__ = ["STORE_SCHEMES", "available_tool_parsers", "semantic_problems"]
 
@@ -46,7 +46,6 @@ def semantic_problems(config: GatewayConfig) -> list[str]:
 
 
 def _policy_problems(config: GatewayConfig) -> list[str]:
-    from gateway.policies.tools import ALLOWED_ACTIONS  # the table lives with the engine
 
     problems = []
     for name, policy in config.policies.items():

@@ -1,23 +1,17 @@
-"""The manifest (`gateway.yaml`): frozen, typed structs; every problem reported with its path."""
+"""The manifest's schema: frozen, typed structs (unknown keys are errors). Loading is `loading.py`."""
 
 from __future__ import annotations
 
-import os
-from collections.abc import Mapping
-from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import msgspec
-import yaml
 from msgspec import UNSET, Meta, Struct, UnsetType
 
-from gateway.validation import problems_for
 
 __all__ = [
+    "ALLOWED_ACTIONS",
     "ApiKey",
     "AuthConfig",
     "ClientProfile",
-    "ConfigError",
     "DummyArch",
     "ItemRulesConfig",
     "ToolAction",
@@ -32,11 +26,9 @@ __all__ = [
     "ScriptCall",
     "ScriptStep",
     "ScriptedModel",
+    "Script",
     "ServerConfig",
     "StoreConfig",
-    "apply_environment",
-    "load_config",
-    "parse_config",
 ]
 
 
@@ -174,6 +166,16 @@ ModelSpec = ScriptedModel | MlxModel
 
 ToolAction = Literal["native", "wrap", "expand", "drop", "note", "reject"]
 
+# Which actions make sense for which kind of tool (checks.py refuses the others; policies/tools.py applies them).
+ALLOWED_ACTIONS: dict[str, frozenset[str]] = {
+    "function": frozenset({"native", "drop", "note", "reject"}),
+    "custom": frozenset({"wrap", "drop", "note", "reject"}),
+    "namespace": frozenset({"expand", "drop", "note", "reject"}),
+    "local_shell": frozenset({"drop", "note", "reject"}),
+    "hosted": frozenset({"drop", "note", "reject"}),
+    "unknown": frozenset({"drop", "note", "reject"}),
+}
+
 
 class ToolRulesConfig(Base):
     """Per tool kind, per wire type, or per tool name: what the model gets. Unset keys inherit."""
@@ -251,65 +253,3 @@ class GatewayConfig(Base):
 
     def model_names(self) -> list[str]:
         return [m.name for m in self.models]
-
-
-class ConfigError(Exception):
-    """The manifest is invalid; `problems` lists each one as `path: message`."""
-
-    def __init__(self, source: str, problems: list[str]) -> None:
-        self.source = source
-        self.problems = problems
-        super().__init__(f"{source}: {len(problems)} problem(s)\n" + "\n".join(f"  {p}" for p in problems))
-
-
-_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
-
-def semantic_problems(config: GatewayConfig) -> list[str]:
-    # The checks import these structs, so they are imported here rather than at the top.
-    from gateway.manifest_checks import semantic_problems as check
-
-    return check(config)
-
-
-def parse_config(text: str | bytes, source: str = "<manifest>") -> GatewayConfig:
-    """Validate manifest text; raises `ConfigError` listing every problem found."""
-    try:
-        raw = yaml.load(text, Loader=_YAML_LOADER)  # noqa: S506 - safe loader
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        raise ConfigError(source, [f"{where}invalid YAML: {getattr(exc, 'problem', exc)}"]) from None
-    if raw is None:
-        raw = {}
-    problems = problems_for(raw, GatewayConfig)
-    if problems:
-        raise ConfigError(source, problems)
-    config = msgspec.convert(raw, GatewayConfig)
-    problems = semantic_problems(config)
-    if problems:
-        raise ConfigError(source, problems)
-    return config
-
-
-def apply_environment(config: GatewayConfig, source: str, environ: Mapping[str, str]) -> GatewayConfig:
-    """The one place the environment changes the manifest: MLXGW_STORE_URL replaces store.url
-    (deployments keep one manifest and point each environment at its own Redis)."""
-    url = environ.get("MLXGW_STORE_URL")
-    if not url:
-        return config
-    config = msgspec.structs.replace(config, store=msgspec.structs.replace(config.store, url=url))
-    problems = [p.replace("store.url:", "store.url (from MLXGW_STORE_URL):") for p in semantic_problems(config)]
-    if problems:
-        raise ConfigError(source, problems)
-    return config
-
-
-def load_config(path: str | Path, environ: Mapping[str, str] = os.environ) -> GatewayConfig:
-    path = Path(path)
-    try:
-        text = path.read_bytes()
-    except OSError as exc:
-        raise ConfigError(str(path), [f"cannot read the manifest: {exc.strerror or exc}"]) from None
-    return apply_environment(parse_config(text, source=str(path)), str(path), environ)
-

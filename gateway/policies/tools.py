@@ -13,12 +13,11 @@ from typing import Any
 from msgspec import Struct
 
 from gateway.adapters.base import ToolSpec
-from gateway.config import ToolAction
+from gateway.config import ALLOWED_ACTIONS, ToolAction
 from gateway.errors import InvalidRequest
 from gateway.protocol import CustomTool, FunctionTool, HostedTool, LocalShellTool, NamespaceTool, Tool, UnknownTool
 
 __all__ = [
-    "ALLOWED_ACTIONS",
     "NAMESPACE_SEPARATOR",
     "ToolAction",
     "ToolPlan",
@@ -31,17 +30,6 @@ __all__ = [
 
 NAMESPACE_SEPARATOR = "__"
 WRAPPED_ARGUMENT = "input"
-
-# Which actions make sense for which kind of tool.
-ALLOWED_ACTIONS: dict[str, frozenset[str]] = {
-    "function": frozenset({"native", "drop", "note", "reject"}),
-    "custom": frozenset({"wrap", "drop", "note", "reject"}),
-    "namespace": frozenset({"expand", "drop", "note", "reject"}),
-    "local_shell": frozenset({"drop", "note", "reject"}),
-    "hosted": frozenset({"drop", "note", "reject"}),
-    "unknown": frozenset({"drop", "note", "reject"}),
-}
-
 
 class ToolRules(Struct, frozen=True, kw_only=True):
     """A fully resolved tool policy."""
@@ -199,7 +187,17 @@ def resolve_tool_choice(choice: str | dict[str, Any], plan: ToolPlan) -> str | d
             )
         return {"name": flat}
     if kind == "allowed_tools":
-        allowed = {(t.get("type"), t.get("name")) for t in choice.get("tools", []) if isinstance(t, dict)}
+        listed = choice.get("tools")
+        if listed is None:
+            listed = []
+        if not isinstance(listed, list):
+            raise InvalidRequest("Invalid value for 'tool_choice.tools': expected an array.", param="tool_choice.tools")
+        # (type, name) of each entry; a non-string type or name can match no tool (and may not be hashable)
+        allowed = {
+            tuple(v if isinstance(v, str) else None for v in (t.get("type"), t.get("name")))
+            for t in listed
+            if isinstance(t, dict)
+        }
         keep = {v for v, r in plan.routes.items() if ("custom" if r.custom else "function", r.name) in allowed}
         plan.specs = [s for s in plan.specs if s.name in keep]
         mode = choice.get("mode", "auto")
