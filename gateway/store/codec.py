@@ -6,11 +6,13 @@ from collections.abc import Sequence
 
 import msgspec
 
-from gateway.events import Event
+from gateway.events import ErrorEvent, Event
 from gateway.protocol import InputItem, OutputItem, Response, ResponseError, UnknownItem
 from gateway.store.base import StoredItem
 
 __all__ = [
+    "LOST",
+    "LOST_EVENT_TEMPLATE",
     "item_id",
     "decode_input",
     "decode_item",
@@ -33,6 +35,10 @@ _RESPONSE = msgspec.msgpack.Decoder(Response)
 LOST = ResponseError(
     code="response_lost", message="The gateway instance running this background response stopped before it finished."
 )
+# The same loss as the `error` event the reaper appends to the log (Lua fills in the sequence number).
+LOST_EVENT_TEMPLATE = _JSON.encode(
+    ErrorEvent(sequence_number=0, code=LOST.code, message=LOST.message)
+).decode().replace('"sequence_number":0', '"sequence_number":%d', 1)
 
 
 def encode(value: object) -> bytes:

@@ -26,6 +26,7 @@ from gateway.store import scripts
 from gateway.store.base import ChainTurn, Finished, LoggedEvent, Signal, StoredItem, StoredResponse, TurnRecord
 from gateway.store.budget import KEY_OVERHEAD, MemoryBudget, size_of
 from gateway.store.codec import (
+    LOST_EVENT_TEMPLATE,
     decode_input,
     decode_item,
     decode_output,
@@ -43,12 +44,6 @@ from gateway.store.keys import Keys, tag_of
 __all__ = ["RedisStore", "response_not_found"]
 
 log = structlog.get_logger()
-
-_LOST_EVENT = (
-    '{"type":"error","sequence_number":%d,"code":"response_lost","message":"The gateway instance running this '
-    'background response stopped before it finished.","param":null}'
-)
-
 
 def response_not_found(response_id: str) -> NotFound:
     return NotFound(f"Response with id '{response_id}' not found.", param="response_id")
@@ -340,7 +335,7 @@ class RedisStore:
         return StoredResponse(response=response, background=True)
 
     async def reap(self, response_id: str) -> str:
-        reply = await self._run("REAP", _tag(response_id), response_id, self._ttl_ms, _LOST_EVENT)
+        reply = await self._run("REAP", _tag(response_id), response_id, self._ttl_ms, LOST_EVENT_TEMPLATE)
         return reply.decode()  # type: ignore[no-any-return]
 
     # -------------------------------------------------------------- state
