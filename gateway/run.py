@@ -18,6 +18,7 @@ that was never kept.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
@@ -108,6 +109,11 @@ class Run:
             aborts=self._runtime.aborts,
         )
         self._active_streams.inc()
+        # A stored foreground run keeps its owner lease alive; if this process dies, the lease lapses and the
+        # next reader marks the response failed (background runs renew theirs in background.py).
+        keeper = None
+        if self._store is not None and not self.background:
+            keeper = asyncio.get_running_loop().create_task(self._keep_lease(self._store))
         try:
             async with contextlib.aclosing(batches):
                 async for batch in batches:
@@ -115,6 +121,8 @@ class Run:
                         batch = await self._store_end(batch)
                     yield batch
         finally:
+            if keeper is not None:
+                keeper.cancel()
             if self._store is not None and not self.background and not self._saved and self._store_failure is None:
                 with contextlib.suppress(GatewayError):  # the client is gone; keep what it got, if Redis lets us
                     await shielded(self._store.finish(self.assembler.response))
@@ -129,6 +137,13 @@ class Run:
         if self.stats.error is not None:
             raise self.stats.error
         return self.assembler.response
+
+    async def _keep_lease(self, store: ResponseStore) -> None:
+        interval = store.lease_seconds / 3  # two renewals may fail (a Redis blip) before the lease lapses
+        while True:
+            await asyncio.sleep(interval)
+            with contextlib.suppress(GatewayError):
+                await store.heartbeat(self.prepared.response.id)
 
     async def _store_end(self, batch: list[Event]) -> list[Event]:
         """Store a foreground response's final state before its terminal event leaves."""

@@ -69,6 +69,8 @@ async def open_turn(store: ResponseStore, request: ResponsesRequest, may_read: C
         turns = await store.chain(previous)
         if not all(may_read(turn.model) for turn in turns):
             raise PreviousResponseNotFound(previous)
+        if turns[-1].status not in TERMINAL and await store.reap(previous) == "reaped":
+            turns = await store.chain(previous)  # its gateway died: the turn is failed, and can be built on
         if turns[-1].status not in TERMINAL:
             raise InvalidRequest(
                 f"Previous response '{previous}' has not finished yet (status {turns[-1].status}).",

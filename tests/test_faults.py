@@ -14,7 +14,9 @@ import httpx
 import pytest
 
 from tests.conftest import make_config, serve
+from tests.process import GatewayProcess, wait_for
 from tests.redisproc import RedisProcess, need_redis_server
+from tests.sse import iter_response_events
 
 pytestmark = pytest.mark.redis
 
@@ -112,3 +114,48 @@ def test_frozen_redis_bounds_stored_requests_and_spares_unstored_ones(tmp_path: 
     assert slowest < 2 * 1.0 + 0.5
     assert all(status == 200 and seconds < 0.5 for status, seconds in unstored)
     assert recovered == 200
+
+
+REPLICA = """
+store: {{url: "{url}", key_prefix: "replicas", owner_lease_seconds: 1}}
+models:
+  - name: slow
+    adapter: scripted
+    script: {{chunk_chars: 1, delay_ms: 50, steps: [{{text: "{text}"}}]}}
+"""
+
+
+def test_a_replica_killed_mid_stream_leaves_its_turn_failed_not_in_progress(
+    tmp_path: Path, figures: list[str]
+) -> None:
+    need_redis_server()
+    server = RedisProcess(tmp_path / "redis").start()
+    manifest = tmp_path / "gateway.yaml"
+    manifest.write_text(REPLICA.format(url=server.url, text="x" * 200))
+    try:
+        with GatewayProcess(manifest, tmp_path / "doomed.log") as doomed, serve(
+            make_config(manifest.read_text())
+        ) as survivor, httpx.Client(timeout=10) as http:
+            response_id = None
+            with http.stream("POST", f"{doomed.base}/v1/responses",
+                             json={"model": "slow", "input": "hi", "stream": True}) as streamed:
+                for _, event in iter_response_events(streamed):
+                    if event["type"] == "response.created":
+                        response_id = event["response"]["id"]
+                    if event["type"] == "response.output_text.delta":
+                        doomed.stop(signal.SIGKILL)  # mid-stream, no chance to store anything more
+                        break
+            assert response_id is not None
+            assert http.get(f"{survivor}/v1/responses/{response_id}").json()["status"] == "in_progress"
+            killed = time.monotonic()
+            seen = wait_for(lambda: (r := http.get(f"{survivor}/v1/responses/{response_id}").json())["status"]
+                            != "in_progress" and r, timeout=10, what="the lapsed lease")
+            after = time.monotonic() - killed
+            follow_up = http.post(f"{survivor}/v1/responses", json={
+                "model": "slow", "input": "again", "previous_response_id": response_id, "max_output_tokens": 2})
+    finally:
+        server.stop()
+    figures.append(f"faults: replica killed mid-stream: its turn marked {seen['status']} "
+                   f"({seen['error']['code']}) {after:.1f} s after the kill (owner lease 1 s)")
+    assert seen["status"] == "failed" and seen["error"]["code"] == "response_lost"
+    assert follow_up.status_code == 200  # the chain goes on from the failed turn

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from typing import Any
 
@@ -29,10 +30,16 @@ models:
 class RecordingStore:
     """The store calls a run makes, in order; `fail_finish` makes the final write fail."""
 
-    def __init__(self, log: list[str], *, fail_finish: bool = False) -> None:
+    def __init__(self, log: list[str], *, fail_finish: bool = False, lease_seconds: float = 10.0) -> None:
         self.log = log
         self.fail_finish = fail_finish
+        self.lease_seconds = lease_seconds
         self.finished: list[Response] = []
+        self.heartbeats = 0
+
+    async def heartbeat(self, response_id: str) -> str:
+        self.heartbeats += 1
+        return "ok"
 
     async def begin(self, record: TurnRecord, *, background: bool = False) -> None:
         self.log.append(f"begin:{record.response.status}")
@@ -158,3 +165,14 @@ def test_control_characters_in_tool_labels_never_break_the_answer(stream: bool) 
     header = response.headers[DEGRADED_HEADER]
     assert "evil??x-injected: 1??" in header and all(" " <= c <= "~" for c in header)
     assert response.text.rstrip().endswith("}")  # the whole answer arrived
+
+
+async def test_a_stored_foreground_run_renews_its_lease_while_it_runs(runtime: Runtime) -> None:
+    store = RecordingStore([], lease_seconds=0.06)  # a renewal every 20 ms; the slow script runs ~200 ms
+    run, _ = make_run(runtime, {"model": "slow", "input": "hi"}, store)
+    await run.begin()
+    await run.collect()
+    assert store.heartbeats >= 3
+    beats = store.heartbeats
+    await asyncio.sleep(0.1)
+    assert store.heartbeats == beats  # and stops renewing once it ended

@@ -88,7 +88,7 @@ async def retrieve_response(request: Request[Any, Any, Any], response_id: FromPa
     if stored is None:
         raise response_not_found(response_id)
     await _check_key(request, response_id, stored.response.model)
-    if stored.background and stored.response.status in ("queued", "in_progress"):
+    if stored.response.status in ("queued", "in_progress"):
         if await store.reap(response_id) == "reaped":  # its owner died: it is failed now
             stored = await store.get(response_id) or stored
     if not stream:

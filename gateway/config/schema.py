@@ -64,8 +64,11 @@ class StoreConfig(Base):
     timeout_seconds: Annotated[float, Meta(gt=0, le=60)] = 2.0
     # Store round trips at once (the connection pools' size); more wait their turn while the queue moves.
     max_connections: Annotated[int, Meta(ge=1, le=10000)] = 64
-    # memory:// only: above this, the least recently used conversations are evicted whole.
+    # memory:// only: above this, the least recently used chains are evicted whole.
     memory_max_mb: Annotated[int, Meta(ge=1, le=1048576)] = 512
+    # A running response's owner renews a lease this long; a replica that dies leaves its responses to be
+    # marked failed (`response_lost`) by the next reader once it lapses.
+    owner_lease_seconds: Annotated[float, Meta(ge=1, le=300)] = 10.0
 
 
 class Sampling(Base):

@@ -78,6 +78,8 @@ class LoggedEvent(Struct, kw_only=True, frozen=True):
 
 
 class ResponseStore(Protocol):
+    lease_seconds: float  # how long a running response's owner may stay silent before it counts as gone
+
     async def chain(self, response_id: str) -> list[ChainTurn]:
         """The turns ending at `response_id`, oldest first, in one round trip."""
 
@@ -96,17 +98,22 @@ class ResponseStore(Protocol):
 
     async def delete(self, response_id: str) -> bool: ...
 
+    async def heartbeat(self, response_id: str) -> Signal:
+        """Renew the lease of a running response's owner (`cancel` if a cancel was asked, `missing` if deleted)."""
+
+    async def reap(self, response_id: str) -> str:
+        """The record's status; fails it first if it is still running and its owner's lease lapsed."""
+
     async def health(self) -> dict[str, Any]: ...
 
     async def aclose(self) -> None: ...
 
 
-class EventLog(Protocol):
+class EventLog(ResponseStore, Protocol):
+    """A response store that also logs background responses' events."""
+
     async def append(self, response_id: str, events: Sequence[Event], status: str | None = None) -> Signal:
         """Log events of a running background response; tells the owner to stop if cancelled."""
-
-    async def heartbeat(self, response_id: str) -> Signal:
-        """Renew the owner's lease; same answer as `append`."""
 
     async def read(self, response_id: str, after: int, wait: float) -> list[LoggedEvent]:
         """Events with sequence_number > after, waiting up to `wait` seconds for the first."""
@@ -114,5 +121,3 @@ class EventLog(Protocol):
     async def cancel(self, response_id: str) -> StoredResponse:
         """End a background response as cancelled (idempotent); NotFound / InvalidRequest otherwise."""
 
-    async def reap(self, response_id: str) -> str:
-        """The record's status; fails it first if it is background and its owner's lease lapsed."""

@@ -33,7 +33,7 @@ _STORED_ITEM = msgspec.msgpack.Decoder(StoredItem)
 _RESPONSE = msgspec.msgpack.Decoder(Response)
 
 LOST = ResponseError(
-    code="response_lost", message="The gateway instance running this background response stopped before it finished."
+    code="response_lost", message="The gateway instance running this response stopped before it finished."
 )
 # The same loss as the `error` event the reaper appends to the log (Lua fills in the sequence number).
 LOST_EVENT_TEMPLATE = _JSON.encode(

@@ -72,6 +72,7 @@ class RedisStore:
         self.max_chain_depth = max_chain_depth
         self._url = describe_url(url)
         self._ttl_ms = ttl_seconds * 1000
+        self.lease_seconds = lease_seconds  # a running response's owner renews it well within this
         self._lease_ms = int(lease_seconds * 1000)
         self._max_wait = max(0.05, timeout_seconds / 2)  # a blocking read must end before the socket timeout
         self._scripts = {
@@ -98,6 +99,7 @@ class RedisStore:
             "max_chain_depth": config.max_chain_depth,
             "timeout_seconds": config.timeout_seconds,
             "max_connections": config.max_connections,
+            "lease_seconds": config.owner_lease_seconds,
             # fakeredis lives in this process and never evicts: the store bounds it itself.
             "memory_max_bytes": config.memory_max_mb * 1024 * 1024 if kind == "memory" else None,
         }
@@ -224,11 +226,11 @@ class RedisStore:
         new_ids = "\n".join(record.new_item_ids)
         written = await self._run(
             "BEGIN", tag, response.id, self._ttl_ms, response.previous_response_id or "", response.status, header,
-            stored_input, new_ids, "1" if background else "0", self._lease_ms if background else 0, response.model,
+            stored_input, new_ids, "1" if background else "0", self._lease_ms, response.model,
             *pairs,
         )
         if written:
-            keys = 1 + len(pairs) // 2 + (1 if background else 0)  # the record, its items, a lease
+            keys = 2 + len(pairs) // 2  # the record, its owner's lease, its items
             await self._account(tag, response.id, len(stored_input) + len(new_ids) + size_of(pairs)
                                 + keys * KEY_OVERHEAD, r=len(header))
 

@@ -177,17 +177,21 @@ return {'ok', n}
 """
 
 # ARGV: space, id, ttl_ms, error-event JSON with one %d (its sequence number).
-# A background response whose owner lease lapsed (the process died) is ended as failed,
-# with a terminal event, so pollers and followers never wait forever.
+# A response whose owner lease lapsed (the gateway running it died) is ended as failed, so no
+# poller, follower or follow-up turn waits for it forever; a background one also gets a terminal
+# event in its log. Records written before foreground responses had a lease have none: they are
+# reaped too, which is what their owner's long-gone process would want.
 REAP = _PRELUDE + r"""
 local rec = redis.call('HMGET', KEYS[1], 's', 'b')
 if not rec[1] then return 'missing' end
-if TERMINAL[rec[1]] or rec[2] ~= '1' then return rec[1] end
+if TERMINAL[rec[1]] then return rec[1] end
 if redis.call('EXISTS', ARGV[1] .. ':o:' .. ARGV[2]) == 1 then return rec[1] end
 redis.call('HSET', KEYS[1], 's', 'failed')
-local stream = ARGV[1] .. ':e:' .. ARGV[2]
-local top = top_of(stream)
-redis.call('XADD', stream, '0-' .. (top + 1), 't', 'error', 'd', string.format(ARGV[4], top))
-redis.call('PEXPIRE', stream, ARGV[3])
+if rec[2] == '1' then
+  local stream = ARGV[1] .. ':e:' .. ARGV[2]
+  local top = top_of(stream)
+  redis.call('XADD', stream, '0-' .. (top + 1), 't', 'error', 'd', string.format(ARGV[4], top))
+  redis.call('PEXPIRE', stream, ARGV[3])
+end
 return 'reaped'
 """
