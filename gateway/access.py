@@ -49,6 +49,11 @@ class Caller:
         return self.kind in ("open", "admin") or (self.kind == "client" and self.key is not None and not self.key.models)
 
     @property
+    def owner(self) -> str:
+        """Whose conversations this caller creates and sees: its key's name ('' on an open API)."""
+        return self.key.name if self.key is not None else ""
+
+    @property
     def identified(self) -> bool:
         return self.kind != "anonymous"
 

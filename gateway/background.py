@@ -76,6 +76,7 @@ class _OwnedRun:
     def __init__(self, store: RedisStore, run: Run, heartbeat: float) -> None:
         self._store = store
         self._model = run.prepared.model.name
+        self._run = run
         self._batches = run.events()
         self._heartbeat = heartbeat
         self._id = run.prepared.response.id
@@ -154,7 +155,7 @@ class _OwnedRun:
             log.error("background_end_not_stored", response_id=self._id, error=exc.message)
 
     async def _store_end(self, response: Response, events: list[Event]) -> None:
-        outcome = await shielded(self._store.finish(response, events))
+        outcome = await shielded(self._store.finish(response, events, self._run.conversation_items(response)))
         self.ended = True
         if outcome.outcome == "conflict" and outcome.status == "cancelled":
             # The cancel endpoint won the race: keep what was generated, end the log as cancelled.

@@ -9,6 +9,7 @@
     ├── NotFound                      404 (routes, responses, items)
     │   └── ModelNotFound             404 code model_not_found
     ├── MethodNotAllowed              405
+    ├── Conflict                      409 (two turns in one conversation)
     ├── RequestTimeout                408 (the body stalled)
     ├── PayloadTooLarge               413
     ├── ClientDisconnected            499 (logged only: nobody is left to read it)
@@ -30,6 +31,7 @@ import msgspec
 __all__ = [
     "AuthenticationFailed",
     "ClientDisconnected",
+    "Conflict",
     "ContextLengthExceeded",
     "ErrorBody",
     "ErrorEnvelope",
@@ -128,6 +130,14 @@ class MethodNotAllowed(GatewayError):
     status = 405
     type = "invalid_request_error"
     code = "method_not_allowed"
+
+
+class Conflict(GatewayError):
+    """The request collides with another in progress (e.g. two turns in one conversation)."""
+
+    status = 409
+    type = "invalid_request_error"
+    code = "conflict"
 
 
 class RequestTimeout(GatewayError):

@@ -28,7 +28,7 @@ from gateway.protocol import (
     UnknownTool,
 )
 
-__all__ = ["MAX_JSON_DEPTH", "convert", "decode_object", "decode_request", "item_to_wire", "items_from_wire", "tool_to_wire"]
+__all__ = ["MAX_JSON_DEPTH", "check_metadata", "convert", "decode_object", "decode_request", "item_to_wire", "items_from_wire", "tool_to_wire"]
 
 _JSON = msgspec.json.Decoder()
 MAX_JSON_DEPTH = 64  # deep enough for any tool's JSON schema; bounds every recursive step after decoding
@@ -102,10 +102,13 @@ def decode_request(body: bytes) -> ResponsesRequest:
     for optional in ("input", "tool_choice", "parallel_tool_calls", "stream", "store", "background"):
         if optional in raw and raw[optional] is None:
             del raw[optional]  # JSON null means "default" for these
-    _check_metadata(raw.get("metadata"))
+    check_metadata(raw.get("metadata"))
     request = convert(raw, ResponsesRequest)
     if request.background and not request.store:
         raise InvalidRequest("Background responses require `store` to be true.", param="background")
+    if request.conversation is not None and request.conversation_id() is None:
+        raise InvalidRequest("Invalid 'conversation': expected an id or an object with a string 'id'.",
+                             param="conversation")
     if request.previous_response_id is not None and request.conversation is not None:
         raise InvalidRequest(
             "`previous_response_id` cannot be combined with `conversation`.", param="conversation"
@@ -176,7 +179,8 @@ def _normalize_tool(tool: Any, path: str) -> Any:
     return tool
 
 
-def _check_metadata(metadata: Any) -> None:
+def check_metadata(metadata: Any) -> None:
+    """The API's limits on `metadata`: 16 pairs, keys ≤ 64 and string values ≤ 512 characters."""
     if not isinstance(metadata, dict):
         return  # null is fine; other types are reported by msgspec at `metadata`
     if len(metadata) > _METADATA_MAX_PAIRS:

@@ -14,6 +14,7 @@ import msgspec
 from msgspec import UNSET, Meta, Struct, UnsetType
 
 __all__ = [
+    "ConversationRef",
     "CONTENT_PART_TAGS",
     "HOSTED_TOOL_TYPES",
     "INPUT_ITEM_TAGS",
@@ -288,6 +289,10 @@ class ReasoningConfig(Struct, kw_only=True):
 PositiveInt = Annotated[int, Meta(ge=1)]
 
 
+class ConversationRef(Struct, kw_only=True):
+    id: str
+
+
 class ResponsesRequest(Struct, kw_only=True):
     """POST /v1/responses. Unknown top-level fields are ignored, never rejected."""
 
@@ -316,6 +321,13 @@ class ResponsesRequest(Struct, kw_only=True):
     safety_identifier: str | None = None
     user: str | None = None
     service_tier: str | None = None
+
+    def conversation_id(self) -> str | None:
+        """`conversation` is an id or `{"id": ...}` (normalize.py has checked the shape)."""
+        value = self.conversation
+        if isinstance(value, dict):
+            value = value.get("id")
+        return value if isinstance(value, str) else None
 
 
 # ------------------------------------------------------------------- response
@@ -382,6 +394,7 @@ class Response(Struct, kw_only=True):
     user: str | None = None
     metadata: dict[str, str] = {}
     completed_at: int | None = None
+    conversation: ConversationRef | None = None  # the conversation the response ran in
 
 
 def output_text(response: Response) -> str:

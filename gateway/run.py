@@ -34,6 +34,7 @@ from gateway.runner import RunStats, run_generation
 from gateway.runtime import Lease, Runtime
 from gateway.service import Prepared
 from gateway.store import ResponseStore, TurnRecord
+from gateway.store.conversations import turn_pairs
 from gateway.store.shield import shielded
 from gateway.turn import Turn
 
@@ -87,8 +88,13 @@ class Run:
         """Store the response as it starts (GET shows it queued or in progress; 503 if the store is down),
         then hold the adapter for the rest of the run."""
         if self._store is not None and self._turn is not None:
+            conversation = self._turn.conversation
             record = TurnRecord(
-                response=self.prepared.response, input=self._turn.stored_input, new_item_ids=self._turn.new_item_ids
+                response=self.prepared.response,
+                input=self._turn.stored_input,
+                new_item_ids=self._turn.new_item_ids,
+                conversation=conversation.id if conversation else None,
+                conversation_version=conversation.version if conversation else 0,
             )
             await self._store.begin(record, background=self.background)
         self._lease = self._runtime.lease(self.prepared.adapter)
@@ -149,8 +155,9 @@ class Run:
         """Store a foreground response's final state before its terminal event leaves."""
         if self._store is None:
             return batch
+        response = self.assembler.response
         try:
-            await shielded(self._store.finish(self.assembler.response))
+            await shielded(self._store.finish(response, (), self.conversation_items(response)))
         except GatewayError as exc:
             log.error("store_save_failed", response_id=self.prepared.response.id, error=exc.message)
             self._store_failure = exc
@@ -158,6 +165,12 @@ class Run:
             return [unstored(event, exc) for event in batch]
         self._saved = True
         return batch
+
+    def conversation_items(self, response: Response) -> list[Any]:
+        """What the turn adds to its conversation when it completes: its input, then its output."""
+        if self._turn is None or self._turn.conversation is None:
+            return []
+        return turn_pairs([*self._turn.stored_input, *response.output], response.model)
 
     def _log_figures(self) -> None:
         stats = self.stats

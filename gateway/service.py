@@ -16,7 +16,7 @@ from gateway.errors import GatewayError, InvalidRequest, ModelUnavailable
 from gateway.ids import new_id, now
 from gateway.normalize import tool_to_wire
 from gateway.policies import CallMapper, Plan, apply_policies, select_rules
-from gateway.protocol import InputItem, ReasoningConfig, Response, ResponsesRequest, TextConfig
+from gateway.protocol import ConversationRef, InputItem, ReasoningConfig, Response, ResponsesRequest, TextConfig
 from gateway.model_lookup import resolve_model
 
 __all__ = ["Prepared", "prepare_response", "response_skeleton", "settle_plan"]
@@ -66,6 +66,7 @@ def response_skeleton(request: ResponsesRequest, model: ModelSpec, response_id: 
         truncation=request.truncation or "disabled",
         user=request.user,
         metadata=request.metadata or {},
+        conversation=ConversationRef(id=conversation) if (conversation := request.conversation_id()) else None,
     )
 
 

@@ -28,6 +28,7 @@ from gateway.protocol import (
     UnknownItem,
 )
 from gateway.store import TERMINAL, ResponseStore, new_tag, tag_of, tagged_id
+from gateway.store.conversations import ConversationStart
 
 __all__ = ["Turn", "assign_ids", "open_turn", "resolve_references"]
 
@@ -48,20 +49,32 @@ class Turn(msgspec.Struct, kw_only=True):
     tag: str
     stored_input: list[InputItem]  # the same input with an id on every item (store only)
     new_item_ids: list[str]
+    conversation: ConversationStart | None = None  # the conversation the turn runs in, as it was read
 
     def ids(self, prefix: str) -> str:
         return tagged_id(prefix, self.tag)
 
 
-async def open_turn(store: ResponseStore, request: ResponsesRequest, may_read: Callable[[str | None], bool]) -> Turn:
-    """Everything the store contributes before generation; 400/503 here come before any SSE byte.
+async def open_turn(
+    store: ResponseStore, request: ResponsesRequest, may_read: Callable[[str | None], bool], owner: str
+) -> Turn:
+    """Everything the store contributes before generation; 400/404/409/503 here come before any SSE byte.
 
     `may_read(model)` says whether the caller may see stored data of that model: a turn or an item
-    it may not see is reported exactly as one that does not exist.
+    it may not see is reported exactly as one that does not exist. `owner` is the caller's key name
+    ('' on an open API): a conversation of another key is not found.
     """
     previous = request.previous_response_id
     tag = new_tag()
     history: list[InputItem] | None = None
+    conversation: ConversationStart | None = None
+    conversation_id = request.conversation_id()
+    if conversation_id is not None:
+        if not request.store:
+            raise InvalidRequest("A response in a conversation is stored: `store` must be true.", param="store")
+        conversation = await store.conversations.start(conversation_id, owner)
+        tag = tag_of(conversation_id) or tag
+        history = conversation.items
     if previous is not None:
         tag = tag_of(previous) or ""
         if not tag:
@@ -87,6 +100,7 @@ async def open_turn(store: ResponseStore, request: ResponsesRequest, may_read: C
         tag=tag,
         stored_input=stored,
         new_item_ids=new_ids,
+        conversation=conversation,
     )
 
 

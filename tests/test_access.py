@@ -91,8 +91,6 @@ def models_seen(names: set[str]) -> str:
 def probes(client: Client) -> dict[str, Callable[[str | None], str]]:
     """One classifier per README row: what a caller holding `key` gets."""
     seeded = {model: create(client, model) for model in ("a", "b")}
-    for model in ("a", "b"):  # recent requests of both models, for /status.json
-        create(client, model, store=False)
 
     def responses_create(key: str | None) -> str:
         return both(tuple(client.call("POST", "/v1/responses", {"model": m, "input": "x"}, key)[0]  # type: ignore[arg-type]
@@ -162,6 +160,8 @@ def probes(client: Client) -> dict[str, Callable[[str | None], str]]:
         return "liveness" if set(body) == {"ready"} else models_seen(set(body["models"]))
 
     def status_json(key: str | None) -> str:
+        for model in ("a", "b"):  # recent requests of both models (the list keeps the last 50)
+            create(client, model, store=False)
         status, body = client.call("GET", "/status.json", key=key)
         if status != 200:
             return str(status)
@@ -183,7 +183,9 @@ def probes(client: Client) -> dict[str, Callable[[str | None], str]]:
         status, _ = client.call("POST", "/admin/reload", key=key)
         return "all" if status == 200 else str(status)
 
+    conversation_probes = conversation_checks(client)
     return {
+        **conversation_probes,
         "POST /v1/responses": responses_create,
         "POST /v1/chat/completions": chat,
         "GET /v1/models": models_list,
@@ -200,6 +202,69 @@ def probes(client: Client) -> dict[str, Callable[[str | None], str]]:
         "GET /metrics": metrics,
         "GET /": page,
         "POST /admin/reload": reload,
+    }
+
+
+def conversation_checks(client: Client) -> dict[str, Callable[[str | None], str]]:
+    """Conversations belong to the key that created them: `own` for both kinds of API key."""
+    owners = {"key-a": "key-a", "key-full": "key-full"}
+
+    def make(key: str) -> dict[str, Any]:
+        status, body = client.call("POST", "/v1/conversations", {"items": [{"role": "user", "content": "hi"}]}, key)
+        assert status == 200, body
+        return body  # type: ignore[no-any-return]
+
+    seeded = {key: make(key) for key in owners}
+
+    def item_of(conversation: dict[str, Any], key: str) -> str:
+        status, page = client.call("GET", f"/v1/conversations/{conversation['id']}/items", key=key)
+        assert status == 200, page
+        return page["data"][0]["id"]  # type: ignore[no-any-return]
+
+    def probe(method: str, suffix: str, body: Any = None, *, visible: int = 200,
+              fresh: bool = False) -> Callable[[str | None], str]:
+        def check(key: str | None) -> str:
+            if key not in owners:  # no key, or the admin key
+                status, _ = client.call(method, f"/v1/conversations/{seeded['key-full']['id']}{suffix}", body, key)
+                return str(status)
+            other = "key-full" if key == "key-a" else "key-a"
+            targets = {k: make(k) for k in owners} if fresh else seeded
+            statuses = []
+            for owner in (key, other):
+                conversation = targets[owner]
+                path = suffix.replace("{item}", item_of(conversation, owner) if "{item}" in suffix else "")
+                statuses.append(client.call(method, f"/v1/conversations/{conversation['id']}{path}", body, key)[0])
+            return both(tuple(statuses), visible=visible, hidden=404)  # type: ignore[arg-type]
+        return check
+
+    def create(key: str | None) -> str:
+        status, body = client.call("POST", "/v1/conversations", {}, key)
+        if status != 200:
+            return str(status)
+        mine = client.call("GET", f"/v1/conversations/{body['id']}", key=key)[0]
+        other = client.call("GET", f"/v1/conversations/{body['id']}", key="key-a" if key != "key-a" else "key-full")[0]
+        return "own" if (mine, other) == (200, 404) else f"unexpected {(mine, other)}"
+
+    def in_a_response(key: str | None) -> str:
+        def run(conversation: dict[str, Any]) -> int:
+            return client.call("POST", "/v1/responses", {"model": "a", "input": "x",
+                                                         "conversation": conversation["id"]}, key)[0]
+        if key not in owners:
+            return str(run(seeded["key-full"]))
+        other = "key-full" if key == "key-a" else "key-a"
+        return both((run(seeded[key]), run(seeded[other])), visible=200, hidden=404)
+
+    items = {"items": [{"role": "user", "content": "more"}]}
+    return {
+        "POST /v1/conversations": create,
+        "GET /v1/conversations/{id}": probe("GET", ""),
+        "POST /v1/conversations/{id}": probe("POST", "", {"metadata": {"k": "v"}}),
+        "DELETE /v1/conversations/{id}": probe("DELETE", "", fresh=True),
+        "GET /v1/conversations/{id}/items": probe("GET", "/items"),
+        "POST /v1/conversations/{id}/items": probe("POST", "/items", items),
+        "GET /v1/conversations/{id}/items/{item}": probe("GET", "/items/{item}"),
+        "DELETE /v1/conversations/{id}/items/{item}": probe("DELETE", "/items/{item}", fresh=True),
+        "conversation": in_a_response,
     }
 
 
@@ -223,7 +288,8 @@ def test_readme_security_table_holds(gateway: Client) -> None:
 
 def concrete(path: str) -> str:
     """A registered path with its parameters filled in: ids that exist nowhere, a model only `full` may use."""
-    return re.sub(r"\{(\w+)(:\w+)?\}", lambda m: "b" if m.group(1) == "model_id" else f"resp_{'0' * 48}", path)
+    fill = {"model_id": "b", "conversation_id": f"conv_{'0' * 48}", "item_id": f"msg_{'0' * 48}"}
+    return re.sub(r"\{(\w+)(:\w+)?\}", lambda m: fill.get(m.group(1), f"resp_{'0' * 48}"), path)
 
 
 def spellings(path: str) -> list[str]:
@@ -258,7 +324,7 @@ def test_every_route_answers_the_same_however_its_path_is_spelled(gateway: Clien
                         # Another spelling reaches the same rule (same answer) or no route (404/405), never more.
                         assert status in (canonical, 404, 405), (method, path, variant, caller, canonical, body)
                     walked += 1
-    assert walked == 4 * 14  # 14 routes and methods (14 rows of the README table are routes), each caller
+    assert walked == 4 * 22  # 22 routes and methods (the README table's route rows), for each kind of caller
 
 
 def test_every_route_declares_its_access() -> None:

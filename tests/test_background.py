@@ -122,7 +122,8 @@ async def test_a_cancel_that_races_the_end_keeps_the_output_and_ends_the_log_can
 
     runs = BackgroundRuns(store)
     # A run whose events are scripted here, so the cancel lands exactly between two batches.
-    scripted_run = SimpleNamespace(prepared=prepared, assembler=assembler, events=batches)
+    scripted_run = SimpleNamespace(prepared=prepared, assembler=assembler, events=batches,
+                                   conversation_items=lambda response: [])
     runs.launch(scripted_run)  # type: ignore[arg-type]
     for _ in range(200):
         if runs.active == 0:

@@ -44,7 +44,7 @@ class RecordingStore:
     async def begin(self, record: TurnRecord, *, background: bool = False) -> None:
         self.log.append(f"begin:{record.response.status}")
 
-    async def finish(self, response: Response, events: Any = ()) -> Finished:
+    async def finish(self, response: Response, events: Any = (), conversation_items: Any = ()) -> Finished:
         if self.fail_finish:
             raise StoreUnavailable("down for the test")
         self.log.append(f"finish:{response.status}")

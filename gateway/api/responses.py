@@ -27,7 +27,7 @@ async def create_response(request: Request[Any, Any, Any]) -> HttpResponse[Any]:
     caller = caller_of(request)
     # 1. decode; the stored chain and item references (what the caller may read): 4xx/503 before any byte
     body = decode_request(await read_body(request))
-    turn = await open_turn(store, body, lambda model: caller.may_read(model, snapshot.config))
+    turn = await open_turn(store, body, lambda model: caller.may_read(model, snapshot.config), caller.owner)
     # 2. model, policies, conversation, generation request
     def plan() -> Prepared:
         return prepare_response(

@@ -18,7 +18,7 @@ from gateway.normalize import item_to_wire
 from gateway.sse import SSE_HEADERS
 from gateway.store import response_not_found
 
-__all__ = ["STORED_ROUTES", "page_items"]
+__all__ = ["STORED_ROUTES", "integer_param", "order_param", "page_items"]
 
 _TRUE = {"true", "1", "yes"}
 _FALSE = {"false", "0", "no"}
@@ -32,7 +32,7 @@ def _flag(value: str | None, name: str) -> bool:
     raise InvalidRequest(f"Invalid value for '{name}': expected true or false.", param=name)
 
 
-def _integer(value: str | None, name: str, *, default: int, low: int, high: int | None = None) -> int:
+def integer_param(value: str | None, name: str, *, default: int, low: int, high: int | None = None) -> int:
     if value is None:
         return default
     try:
@@ -43,6 +43,15 @@ def _integer(value: str | None, name: str, *, default: int, low: int, high: int 
         bounds = f"between {low} and {high}" if high is not None else f"at least {low}"
         raise InvalidRequest(f"Invalid value for '{name}': must be {bounds}.", param=name)
     return number
+
+
+def order_param(value: str | None) -> str:
+    """`order` of a list: `desc` (newest first, the API's default) or `asc`."""
+    if value is None:
+        return "desc"
+    if value not in ("asc", "desc"):
+        raise InvalidRequest("Invalid value for 'order': expected 'asc' or 'desc'.", param="order")
+    return value
 
 
 def page_items(items: list[dict[str, Any]], *, after: str | None, limit: int, order: str) -> dict[str, Any]:
@@ -83,7 +92,7 @@ async def retrieve_response(request: Request[Any, Any, Any], response_id: FromPa
     store = store_of(request)
     query = request.query_params
     stream = _flag(query.get("stream"), "stream")
-    after = _integer(query.get("starting_after"), "starting_after", default=-1, low=-1)
+    after = integer_param(query.get("starting_after"), "starting_after", default=-1, low=-1)
     stored = await store.get(response_id)
     if stored is None:
         raise response_not_found(response_id)
@@ -113,10 +122,8 @@ async def delete_response(request: Request[Any, Any, Any], response_id: FromPath
 @get("/v1/responses/{response_id:str}/input_items", opt={ACCESS: Access.CLIENT})
 async def list_input_items(request: Request[Any, Any, Any], response_id: FromPath[str]) -> HttpResponse[Any]:
     query = request.query_params
-    limit = _integer(query.get("limit"), "limit", default=20, low=1, high=100)
-    order = query.get("order", "desc")
-    if order not in ("asc", "desc"):
-        raise InvalidRequest("Invalid value for 'order': expected 'asc' or 'desc'.", param="order")
+    limit = integer_param(query.get("limit"), "limit", default=20, low=1, high=100)
+    order = order_param(query.get("order"))
     await _check_key(request, response_id)
     items = await store_of(request).input_items(response_id)
     if items is None:

@@ -7,9 +7,12 @@ Protocols exist to name the seam the rest of the gateway depends on, not for plu
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from msgspec import Struct
+
+if TYPE_CHECKING:
+    from gateway.store.conversations import Conversations
 
 from gateway.events import STREAM_ENDING_TYPES, Event
 from gateway.protocol import InputItem, OutputItem, Response
@@ -38,6 +41,8 @@ class TurnRecord(Struct, kw_only=True):
     response: Response
     input: list[InputItem]
     new_item_ids: list[str] = []  # ids this turn issued to its input: indexed for item_reference
+    conversation: str | None = None  # the conversation the turn runs in (BEGIN takes its turn lock)
+    conversation_version: int = 0  # how many items the conversation had when the turn was built
 
 
 class ChainTurn(Struct, kw_only=True, frozen=True):
@@ -79,6 +84,7 @@ class LoggedEvent(Struct, kw_only=True, frozen=True):
 
 class ResponseStore(Protocol):
     lease_seconds: float  # how long a running response's owner may stay silent before it counts as gone
+    conversations: Conversations
 
     async def chain(self, response_id: str) -> list[ChainTurn]:
         """The turns ending at `response_id`, oldest first, in one round trip."""
@@ -89,8 +95,11 @@ class ResponseStore(Protocol):
     async def begin(self, record: TurnRecord, *, background: bool = False) -> None:
         """Write a response as it starts (queued or in progress) with its input."""
 
-    async def finish(self, response: Response, events: Sequence[Event] = ()) -> Finished:
-        """Write a response's final state (and, for background runs, its last events)."""
+    async def finish(
+        self, response: Response, events: Sequence[Event] = (), conversation_items: Sequence[Any] = ()
+    ) -> Finished:
+        """Write a response's final state (and, for background runs, its last events); a turn in a conversation
+        appends `conversation_items` ((id, stored item) pairs) to it if it completed."""
 
     async def get(self, response_id: str) -> StoredResponse | None: ...
 

@@ -19,7 +19,14 @@ import structlog
 from redis.exceptions import RedisError
 
 from gateway.config import StoreConfig
-from gateway.errors import GatewayError, InvalidRequest, NotFound, PreviousResponseNotFound, StoreUnavailable
+from gateway.errors import (
+    Conflict,
+    GatewayError,
+    InvalidRequest,
+    NotFound,
+    PreviousResponseNotFound,
+    StoreUnavailable,
+)
 from gateway.events import Event
 from gateway.protocol import InputItem, Response
 from gateway.store import scripts
@@ -38,6 +45,7 @@ from gateway.store.codec import (
     present,
 )
 from gateway.store.connection import UNAVAILABLE, connect, describe_url
+from gateway.store.conversations import Conversations, conversation_busy, conversation_not_found
 from gateway.store.gate import Gate, NoSlot
 from gateway.store.keys import Keys, tag_of
 
@@ -71,7 +79,8 @@ class RedisStore:
         self.keys = Keys(prefix)
         self.max_chain_depth = max_chain_depth
         self._url = describe_url(url)
-        self._ttl_ms = ttl_seconds * 1000
+        self.ttl_ms = ttl_seconds * 1000  # every key's life (conversations.py uses it too)
+        self.conversations = Conversations(self)
         self.lease_seconds = lease_seconds  # a running response's owner renews it well within this
         self._lease_ms = int(lease_seconds * 1000)
         self._max_wait = max(0.05, timeout_seconds / 2)  # a blocking read must end before the socket timeout
@@ -164,7 +173,7 @@ class RedisStore:
         tag = tag_of(response_id)
         if tag is None:
             raise PreviousResponseNotFound(response_id)
-        reply = await self._run("CHAIN", tag, response_id, self.max_chain_depth, self._ttl_ms)
+        reply = await self._run("CHAIN", tag, response_id, self.max_chain_depth, self.ttl_ms)
         kind = reply[0]
         if kind == b"missing":
             missing, depth = reply[1].decode(), int(reply[2])
@@ -225,16 +234,20 @@ class RedisStore:
         header, stored_input = encode(msgspec.structs.replace(response, output=[])), encode(record.input)
         new_ids = "\n".join(record.new_item_ids)
         written = await self._run(
-            "BEGIN", tag, response.id, self._ttl_ms, response.previous_response_id or "", response.status, header,
+            "BEGIN", tag, response.id, self.ttl_ms, response.previous_response_id or "", response.status, header,
             stored_input, new_ids, "1" if background else "0", self._lease_ms, response.model,
-            *pairs,
+            record.conversation or "", record.conversation_version, *pairs,
         )
+        if isinstance(written, bytes):  # the conversation refused the turn
+            raise _conversation_refusal(written.decode(), record.conversation or "")
         if written:
             keys = 2 + len(pairs) // 2  # the record, its owner's lease, its items
             await self._account(tag, response.id, len(stored_input) + len(new_ids) + size_of(pairs)
                                 + keys * KEY_OVERHEAD, r=len(header))
 
-    async def finish(self, response: Response, events: Sequence[Event] = ()) -> Finished:
+    async def finish(
+        self, response: Response, events: Sequence[Event] = (), conversation_items: Sequence[Any] = ()
+    ) -> Finished:
         tag = _tag(response.id)
         ids = [item.id for item in response.output if isinstance(item.id, str) and tag_of(item.id) == tag]
         pairs: list[Any] = []
@@ -244,8 +257,8 @@ class RedisStore:
         header, output = encode(msgspec.structs.replace(response, output=[])), encode(response.output)
         logged = event_triples(events)
         reply = await self._run(
-            "FINISH", tag, response.id, self._ttl_ms, response.status, header, output, "\n".join(ids), len(ids),
-            *pairs, *logged,
+            "FINISH", tag, response.id, self.ttl_ms, response.status, header, output, "\n".join(ids), len(ids),
+            *pairs, len(conversation_items) // 2, *conversation_items, *logged,
         )
         if reply[0] == b"ok":
             size = size_of(ids) + size_of(pairs) + len(pairs) // 2 * KEY_OVERHEAD + size_of(logged)
@@ -291,7 +304,7 @@ class RedisStore:
 
     async def append(self, response_id: str, events: Sequence[Event], status: str | None = None) -> Signal:
         tag, logged = _tag(response_id), event_triples(events)
-        reply = await self._run("APPEND", tag, response_id, self._ttl_ms, status or "", *logged)
+        reply = await self._run("APPEND", tag, response_id, self.ttl_ms, status or "", *logged)
         if reply == b"ok" and logged:
             await self._account(tag, response_id, size_of(logged))
         return reply.decode()  # type: ignore[no-any-return]
@@ -324,7 +337,7 @@ class RedisStore:
         tag = tag_of(response_id)
         if tag is None:
             raise response_not_found(response_id)
-        reply = await self._run("CANCEL", tag, response_id, self._ttl_ms)
+        reply = await self._run("CANCEL", tag, response_id, self.ttl_ms)
         if reply[0] == b"missing":
             raise response_not_found(response_id)
         if reply[0] == b"foreground":
@@ -337,7 +350,7 @@ class RedisStore:
         return StoredResponse(response=response, background=True)
 
     async def reap(self, response_id: str) -> str:
-        reply = await self._run("REAP", _tag(response_id), response_id, self._ttl_ms, LOST_EVENT_TEMPLATE)
+        reply = await self._run("REAP", _tag(response_id), response_id, self.ttl_ms, LOST_EVENT_TEMPLATE)
         return reply.decode()  # type: ignore[no-any-return]
 
     # -------------------------------------------------------------- state
@@ -380,6 +393,17 @@ def _unavailable() -> StoreUnavailable:
     return StoreUnavailable(
         "The response store is unavailable. Retry shortly, or send `store: false` without "
         "`previous_response_id` or `item_reference` inputs."
+    )
+
+
+def _conversation_refusal(reason: str, conversation_id: str) -> GatewayError:
+    if reason == "conversation_missing":
+        return conversation_not_found(conversation_id, param="conversation")
+    if reason == "conversation_locked":
+        return conversation_busy(conversation_id)
+    return Conflict(
+        f"Conversation '{conversation_id}' changed while this response was prepared; send the request again.",
+        param="conversation", code="conversation_changed",
     )
 
 

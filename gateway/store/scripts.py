@@ -14,6 +14,8 @@ which is legal in a cluster because they share KEYS[1]'s hash tag.
 
 from __future__ import annotations
 
+from gateway.store.conversation_scripts import APPEND_FUNCTION
+
 __all__ = ["APPEND", "BEGIN", "CANCEL", "CHAIN", "DELETE", "EVICT", "FINISH", "HEARTBEAT", "REAP"]
 
 _PRELUDE = r"""
@@ -40,13 +42,24 @@ local function append(stream, from, ttl)
 end
 """
 
-# ARGV: space, id, ttl_ms, prev, status, response, input, item_ids, background, lease_ms, model, (item_id, item)*
+# ARGV: space, id, ttl_ms, prev, status, response, input, item_ids, background, lease_ms, model,
+#       conversation ('' for none), the conversation's version the turn was built on, (item_id, item)*
+# Returns 1 (written), 0 (exists already), or why a turn cannot start in its conversation:
+# 'conversation_missing', 'conversation_changed' (items were added since it was read), 'conversation_locked'.
 BEGIN = _PRELUDE + r"""
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+if ARGV[12] ~= '' then
+  local version = redis.call('HGET', ARGV[1] .. ':v:' .. ARGV[12], 'n')
+  if not version then return 'conversation_missing' end
+  if version ~= ARGV[13] then return 'conversation_changed' end
+  if not redis.call('SET', ARGV[1] .. ':vl:' .. ARGV[12], ARGV[2], 'NX', 'PX', ARGV[10]) then
+    return 'conversation_locked'
+  end
+end
 redis.call('HSET', KEYS[1], 'p', ARGV[4], 's', ARGV[5], 'r', ARGV[6], 'o', '', 'i', ARGV[7],
-           'k', ARGV[8], 'b', ARGV[9], 'm', ARGV[11])
+           'k', ARGV[8], 'b', ARGV[9], 'm', ARGV[11], 'v', ARGV[12])
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
-for j = 12, #ARGV, 2 do
+for j = 14, #ARGV, 2 do
   redis.call('SET', ARGV[1] .. ':i:' .. ARGV[j], ARGV[j + 1], 'PX', ARGV[3])
 end
 if tonumber(ARGV[10]) > 0 then
@@ -55,10 +68,13 @@ end
 return 1
 """
 
-# ARGV: space, id, ttl_ms, status, response, output, new_item_ids, n, (item_id, item)*n, (seq, type, data)*
+# ARGV: space, id, ttl_ms, status, response, output, new_item_ids, n, (item_id, item)*n,
+#       m, (conversation item_id, item)*m, (seq, type, data)*
 # The first terminal status wins, except that the same status may be written again
 # (the owner adds the partial output to a response the cancel endpoint already ended).
-FINISH = _PRELUDE + r"""
+# A turn in a conversation appends its items to it when it completes (or is incomplete), once,
+# and releases the conversation's turn lock whatever its status.
+FINISH = _PRELUDE + APPEND_FUNCTION + r"""
 local cur = redis.call('HGET', KEYS[1], 's')
 if not cur then return {'missing'} end
 if TERMINAL[cur] and cur ~= ARGV[4] then return {'conflict', cur} end
@@ -73,7 +89,20 @@ local n = tonumber(ARGV[8])
 for j = 9, 8 + 2 * n, 2 do
   redis.call('SET', ARGV[1] .. ':i:' .. ARGV[j], ARGV[j + 1], 'PX', ARGV[3])
 end
-append(ARGV[1] .. ':e:' .. ARGV[2], 9 + 2 * n, ARGV[3])
+local at = 9 + 2 * n
+local m = tonumber(ARGV[at])
+local conversation = redis.call('HGET', KEYS[1], 'v')
+if conversation and conversation ~= '' then
+  local ends = ARGV[4] == 'completed' or ARGV[4] == 'incomplete'
+  if ends and m > 0 and redis.call('HGET', KEYS[1], 'va') ~= '1'
+      and redis.call('EXISTS', ARGV[1] .. ':v:' .. conversation) == 1 then
+    conversation_append(ARGV[1], conversation, at + 1, at + 2 * m, ARGV[3])
+    redis.call('HSET', KEYS[1], 'va', '1')
+  end
+  local lock = ARGV[1] .. ':vl:' .. conversation
+  if redis.call('GET', lock) == ARGV[2] then redis.call('DEL', lock) end
+end
+append(ARGV[1] .. ':e:' .. ARGV[2], at + 1 + 2 * m, ARGV[3])
 redis.call('DEL', ARGV[1] .. ':o:' .. ARGV[2])
 return {'ok'}
 """
@@ -125,6 +154,11 @@ return 'ok'
 HEARTBEAT = r"""
 if redis.call('EXISTS', KEYS[1]) == 0 then return 'missing' end
 redis.call('SET', ARGV[1] .. ':o:' .. ARGV[2], '1', 'PX', ARGV[3])
+local conversation = redis.call('HGET', KEYS[1], 'v')
+if conversation and conversation ~= '' then
+  local lock = ARGV[1] .. ':vl:' .. conversation
+  if redis.call('GET', lock) == ARGV[2] then redis.call('PEXPIRE', lock, ARGV[3]) end
+end
 if redis.call('EXISTS', ARGV[1] .. ':c:' .. ARGV[2]) == 1 then return 'cancel' end
 return 'ok'
 """
@@ -159,13 +193,16 @@ return 1
 EVICT = _PRELUDE + r"""
 for j = 2, #ARGV do
   local s = redis.call('HGET', ARGV[1] .. ':r:' .. ARGV[j], 's')
-  if (s and not TERMINAL[s]) or redis.call('EXISTS', ARGV[1] .. ':o:' .. ARGV[j]) == 1 then
+  if (s and not TERMINAL[s]) or redis.call('EXISTS', ARGV[1] .. ':o:' .. ARGV[j]) == 1
+      or redis.call('EXISTS', ARGV[1] .. ':vl:' .. ARGV[j]) == 1 then
     return {'busy', ARGV[j]}
   end
 end
 local n = 0
 for j = 2, #ARGV do
   local id = ARGV[j]
+  n = n + redis.call('DEL', ARGV[1] .. ':v:' .. id)  -- a conversation: its hash, order and items
+  redis.call('DEL', ARGV[1] .. ':vo:' .. id, ARGV[1] .. ':vi:' .. id)
   local key = ARGV[1] .. ':r:' .. id
   for item in string.gmatch(redis.call('HGET', key, 'k') or '', '[^\n]+') do
     redis.call('DEL', ARGV[1] .. ':i:' .. item)
@@ -187,6 +224,10 @@ if not rec[1] then return 'missing' end
 if TERMINAL[rec[1]] then return rec[1] end
 if redis.call('EXISTS', ARGV[1] .. ':o:' .. ARGV[2]) == 1 then return rec[1] end
 redis.call('HSET', KEYS[1], 's', 'failed')
+local conversation = redis.call('HGET', KEYS[1], 'v')
+if conversation and conversation ~= '' and redis.call('GET', ARGV[1] .. ':vl:' .. conversation) == ARGV[2] then
+  redis.call('DEL', ARGV[1] .. ':vl:' .. conversation)
+end
 if rec[2] == '1' then
   local stream = ARGV[1] .. ':e:' .. ARGV[2]
   local top = top_of(stream)
