@@ -101,6 +101,10 @@ def probes(client: Client) -> dict[str, Callable[[str | None], str]]:
                                       {"model": m, "messages": [{"role": "user", "content": "x"}]}, key)[0]
                           for m in ("a", "b")), visible=200, hidden=403)
 
+    def input_tokens(key: str | None) -> str:
+        return both(tuple(client.call("POST", "/v1/responses/input_tokens", {"model": m, "input": "x"}, key)[0]  # type: ignore[arg-type]
+                          for m in ("a", "b")), visible=200, hidden=403)
+
     def models_list(key: str | None) -> str:
         status, body = client.call("GET", "/v1/models", key=key)
         return str(status) if status != 200 else models_seen({m["id"] for m in body["data"]})
@@ -188,6 +192,7 @@ def probes(client: Client) -> dict[str, Callable[[str | None], str]]:
         **conversation_probes,
         "POST /v1/responses": responses_create,
         "POST /v1/chat/completions": chat,
+        "POST /v1/responses/input_tokens": input_tokens,
         "GET /v1/models": models_list,
         "GET /v1/models/{id}": model_by_id,
         "GET /v1/responses/{id}": stored(""),
@@ -305,6 +310,7 @@ def spellings(path: str) -> list[str]:
 
 BODIES = {
     "/v1/responses": {"model": "b", "input": "x", "store": False},
+    "/v1/responses/input_tokens": {"model": "b", "input": "x"},
     "/v1/chat/completions": {"model": "b", "messages": [{"role": "user", "content": "x"}]},
 }
 
@@ -324,7 +330,7 @@ def test_every_route_answers_the_same_however_its_path_is_spelled(gateway: Clien
                         # Another spelling reaches the same rule (same answer) or no route (404/405), never more.
                         assert status in (canonical, 404, 405), (method, path, variant, caller, canonical, body)
                     walked += 1
-    assert walked == 4 * 22  # 22 routes and methods (the README table's route rows), for each kind of caller
+    assert walked == 4 * 23  # 23 routes and methods (the README table's route rows), for each kind of caller
 
 
 def test_every_route_declares_its_access() -> None:

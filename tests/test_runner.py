@@ -39,6 +39,9 @@ class FakeAdapter:
     async def start(self) -> None: ...
     async def capabilities_ready(self) -> Capabilities:
         return self.capabilities
+
+    async def count_input_tokens(self, request: Any) -> int:
+        return 0
     async def aclose(self) -> None: ...
     def describe(self) -> dict[str, Any]:
         return {}

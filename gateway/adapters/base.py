@@ -131,6 +131,9 @@ class Adapter(Protocol):
     async def capabilities_ready(self) -> Capabilities:
         """`capabilities` once they are certain (an adapter that learns them only by loading loads first)."""
 
+    async def count_input_tokens(self, request: GenerationRequest) -> int:
+        """The prompt tokens `request` would cost, without generating (`usage.input_tokens` of the same request)."""
+
     def generate(self, request: GenerationRequest) -> AsyncIterator[Delta]:
         """Stream deltas, ending with exactly one `Finish`. Raise `GatewayError`s on failure."""
 

@@ -55,6 +55,9 @@ class ScriptedAdapter:
     async def capabilities_ready(self) -> Capabilities:
         return self.capabilities
 
+    async def count_input_tokens(self, request: GenerationRequest) -> int:
+        return estimate_input_tokens(request)
+
     async def aclose(self) -> None:
         return None
 
@@ -121,8 +124,11 @@ def _chunks(text: str, size: int) -> Iterator[str]:
         yield text[start : start + size]
 
 
-def _usage(request: GenerationRequest, produced: int, reasoning: int) -> TokenUsage:
+def estimate_input_tokens(request: GenerationRequest) -> int:
+    """A scripted model has no tokenizer: about four characters a token, as documented."""
     prompt_chars = sum(len(m.content) + len(m.reasoning or "") for m in request.messages)
-    return TokenUsage(
-        input_tokens=max(1, prompt_chars // 4), output_tokens=produced, reasoning_tokens=reasoning
-    )
+    return max(1, prompt_chars // 4)
+
+
+def _usage(request: GenerationRequest, produced: int, reasoning: int) -> TokenUsage:
+    return TokenUsage(input_tokens=estimate_input_tokens(request), output_tokens=produced, reasoning_tokens=reasoning)

@@ -338,6 +338,10 @@ class MlxAdapter:
             self.last_used = time.monotonic()
             self.pool.notify()
 
+    async def count_input_tokens(self, request: GenerationRequest) -> int:
+        """Exactly what generation would prompt with: the model's own template and tokenizer, in its worker."""
+        return len((await self.render(request)).tokens)
+
     async def render(self, request: GenerationRequest) -> Rendered:
         """The prompt this model would be given for `request` (text and token ids)."""
         self._in_flight += 1
