@@ -105,7 +105,7 @@ async def open_turn(
 
 
 async def resolve_references(
-    store: ResponseStore, items: list[InputItem], may_read: Callable[[str | None], bool]
+    store: ResponseStore, items: list[InputItem], may_read: Callable[[str | None], bool], *, param: str = "input"
 ) -> list[InputItem]:
     """Replace `item_reference`s by the stored items (one round trip); 400 naming the first unknown id
     (an item of a model the caller may not read counts as unknown)."""
@@ -118,7 +118,7 @@ async def resolve_references(
         if isinstance(item, ItemReference):
             target = found.get(item.id)
             if target is None or not may_read(target.model):
-                raise InvalidRequest(f"Item with id '{item.id}' not found.", param=f"input[{index}].id")
+                raise InvalidRequest(f"Item with id '{item.id}' not found.", param=f"{param}[{index}].id")
             item = target.item
         resolved.append(item)
     return resolved

@@ -18,7 +18,7 @@ from gateway.ids import now
 from gateway.normalize import check_metadata, decode_object, item_to_wire, items_from_wire
 from gateway.store import new_tag, tag_of
 from gateway.store.conversations import Conversations
-from gateway.turn import assign_ids
+from gateway.turn import assign_ids, resolve_references
 
 __all__ = ["CONVERSATION_ROUTES"]
 
@@ -47,9 +47,14 @@ async def _items_body(request: AnyRequest, *, required: bool) -> tuple[dict[str,
     if raw is not None and not isinstance(raw, list):
         raise InvalidRequest("Invalid 'items': expected an array of items.", param="items")
     items = items_from_wire(raw or [], "items")
-    limit = runtime_of(request).config.server.max_input_items
-    if len(items) > limit:
-        raise InvalidRequest(f"Too many items: {len(items)} (this gateway accepts {limit}).", param="items")
+    config = runtime_of(request).config
+    if len(items) > config.server.max_input_items:
+        raise InvalidRequest(f"Too many items: {len(items)} (this gateway accepts {config.server.max_input_items}).",
+                             param="items")
+    # A conversation holds items, never references to them: resolve them now (400 naming an unknown one).
+    caller = caller_of(request)
+    items = await resolve_references(store_of(request), items, lambda model: caller.may_read(model, config),
+                                     param="items")
     return body, items
 
 

@@ -92,7 +92,8 @@ async def retrieve_response(request: Request[Any, Any, Any], response_id: FromPa
     store = store_of(request)
     query = request.query_params
     stream = _flag(query.get("stream"), "stream")
-    after = integer_param(query.get("starting_after"), "starting_after", default=-1, low=-1)
+    # A Redis stream entry id is 64 bits: event N is entry 0-(N+1).
+    after = integer_param(query.get("starting_after"), "starting_after", default=-1, low=-1, high=2**63 - 2)
     stored = await store.get(response_id)
     if stored is None:
         raise response_not_found(response_id)
