@@ -138,6 +138,7 @@ def _clients(config: GatewayConfig, args: argparse.Namespace) -> int:
 
 def _run(config: GatewayConfig, args: argparse.Namespace) -> int:
     import msgspec
+    import structlog
     import uvicorn
 
     from gateway.app import create_app
@@ -150,13 +151,14 @@ def _run(config: GatewayConfig, args: argparse.Namespace) -> int:
         port=args.port if args.port is not None else config.server.port,
     )
     config = msgspec.structs.replace(config, server=server)
+    configure_logging(args.log_format, args.log_level)  # first: with --log-format json, every line is JSON
+    log = structlog.get_logger()
     problem = public_bind_problem(config, server.host)
     if problem is not None:
-        print(f"gateway: {problem}", file=sys.stderr)
+        log.error("refusing_to_start", reason=problem)
         return 1
-    configure_logging(args.log_format, args.log_level)
     for name in unset_key_variables(config):
-        print(f"gateway: warning: ${name} is not set; its API key cannot be used", file=sys.stderr)
+        log.warning("api_key_unset", variable=name, message=f"${name} is not set; its API key cannot be used")
     app = create_app(config, manifest_path=args.config)
 
     class GatewayServer(uvicorn.Server):

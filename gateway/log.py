@@ -1,4 +1,10 @@
-"""structlog set-up and the canonical per-request log line."""
+"""structlog set-up and the canonical per-request log line.
+
+Every line goes through one pipeline: the gateway's own structlog events and the standard-library records of
+uvicorn, watchfiles, httpx and Python warnings are rendered by the same structlog processors, so with
+`--log-format json` every line on stderr is one JSON object with `event`, `level` and `timestamp` (records from
+other libraries add `logger`, the name they were logged under).
+"""
 
 from __future__ import annotations
 
@@ -14,43 +20,60 @@ __all__ = ["RequestRecord", "configure_logging"]
 
 LogFormat = Literal["json", "console", "auto"]
 
+# Libraries whose loggers may carry handlers of their own (uvicorn adds some when given a log config):
+# they are cleared so that every record reaches the one root handler.
+LIBRARY_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access", "watchfiles", "watchfiles.main", "py.warnings")
+
 
 def configure_logging(fmt: LogFormat = "auto", level: str = "info") -> None:
-    """JSON lines in production, readable output on a terminal. Called once by the CLI."""
-    numeric = logging.getLevelName(level.upper())
-    if not isinstance(numeric, int):
+    """JSON lines in production, readable output on a terminal. Called once by the CLI, before uvicorn starts."""
+    numeric = logging.getLevelNamesMapping().get(level.upper())
+    if numeric is None:
         raise ValueError(f"unknown log level {level!r}")
     console = fmt == "console" or (fmt == "auto" and sys.stderr.isatty())
-    shared = [
+    shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
+    rendering: list[Any] = [structlog.stdlib.ProcessorFormatter.remove_processors_meta]
     if console:
-        renderer: Any = structlog.dev.ConsoleRenderer()
-        factory: Any = structlog.PrintLoggerFactory(sys.stderr)
+        rendering.append(structlog.dev.ConsoleRenderer())
     else:
-        shared.append(structlog.processors.format_exc_info)
-        renderer = structlog.processors.JSONRenderer(serializer=_json)
-        factory = structlog.BytesLoggerFactory(sys.stderr.buffer)
+        rendering += [structlog.processors.format_exc_info, structlog.processors.JSONRenderer(serializer=_json)]
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=[*shared, structlog.stdlib.add_logger_name],  # records logged by other libraries
+        processors=rendering,
+    )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(numeric)
+    for name in LIBRARY_LOGGERS:
+        library = logging.getLogger(name)
+        library.handlers.clear()
+        library.propagate = True
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.captureWarnings(True)  # warnings.warn(...) becomes a record of "py.warnings", rendered like the rest
     structlog.configure(
-        processors=[*shared, renderer],
+        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
-        logger_factory=factory,
+        logger_factory=structlog.stdlib.LoggerFactory(),
         cache_logger_on_first_use=True,
     )
-    logging.basicConfig(level=numeric, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s", force=True)
-    logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
-def _json(obj: Any, **_: Any) -> bytes:
-    return msgspec.json.encode(obj, enc_hook=str)
+def _json(obj: Any, **_: Any) -> str:
+    return msgspec.json.encode(obj, enc_hook=str).decode()
 
 
 class RequestRecord:
     """Filled in as a request moves through the gateway; logged once when it ends."""
 
-    __slots__ = ("request_id", "method", "path", "status", "started", "fields")
+    __slots__ = ("fields", "method", "path", "request_id", "started", "status")
 
     def __init__(self, request_id: str, method: str, path: str) -> None:
         self.request_id = request_id

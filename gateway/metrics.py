@@ -1,7 +1,9 @@
 """Prometheus metrics, one registry per application (no process-global collectors).
 
 Request metrics are recorded from each request's canonical log record when it ends;
-model, worker and store state is read from the running gateway at scrape time.
+model, worker, store and manifest state is read from the running gateway at scrape time.
+Every family is exposed from the first scrape (with no samples until there is something
+to count), so `/metrics` always lists what the README's Operations section documents.
 """
 
 from __future__ import annotations
@@ -63,6 +65,7 @@ class _StateCollector(Collector):
                 if isinstance(prefix, dict) and isinstance(prefix.get(key), (int, float)):
                     family.add_metric([name], float(prefix[key]))
         yield from (model_state, active, queued, memory, *counters.values(), *cache.values())
+        yield from _manifest(state.get("manifest"))
         store = state.get("store")
         if isinstance(store, dict):
             up = GaugeMetricFamily("mlxgw_store_up", "1 if the response store answers", labels=["backend"])
@@ -74,6 +77,22 @@ class _StateCollector(Collector):
                 family.add_metric([], float(errors))
                 yield family
             yield from _store_capacity(store)
+
+
+def _manifest(manifest: Any) -> Iterator[Any]:
+    """Manifest reloads by result, and when the running manifest was last loaded successfully (start-up counts)."""
+    reloads = CounterMetricFamily("mlxgw_manifest_reloads", "Manifest reloads (file change, SIGHUP, /admin/reload) "
+                                  "by result: ok (applied) or rejected (invalid; the running manifest stayed)",
+                                  labels=["result"])
+    success = GaugeMetricFamily("mlxgw_manifest_last_reload_success_timestamp_seconds",
+                                "Unix time the running manifest was loaded: at start-up, then by each applied reload")
+    if isinstance(manifest, dict):
+        counts = manifest.get("reloads") or {}
+        for result in ("ok", "rejected"):
+            reloads.add_metric([result], float(counts.get(result, 0)))
+        if isinstance(manifest.get("last_success_at"), (int, float)):
+            success.add_metric([], float(manifest["last_success_at"]))
+    yield from (reloads, success)
 
 
 def _store_capacity(store: dict[str, Any]) -> Iterator[Any]:

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import configparser
 import plistlib
+import re
+import shutil
+import subprocess
+from pathlib import Path
 
+import pytest
 import yaml
 
 from tests.conftest import ROOT
@@ -47,3 +52,59 @@ def test_redis_config_is_durable() -> None:
     )
     assert settings["appendonly"] == "yes" and settings["appendfsync"] == "everysec"
     assert settings["maxmemory-policy"] == "volatile-ttl"
+
+
+def test_env_example_lists_every_variable_compose_reads() -> None:
+    """compose.yaml points at .env.example: it exists and names exactly the variables compose interpolates."""
+    compose = (DEPLOY / "compose" / "compose.yaml").read_text()
+    assert ".env.example" in compose
+    read = set(re.findall(r"\$\{([A-Z0-9_]+)", compose))
+    example = (DEPLOY / "compose" / ".env.example").read_text()
+    listed = set(re.findall(r"^#?([A-Z0-9_]+)=", example, flags=re.MULTILINE))
+    assert read and listed == read
+    gateway = yaml.safe_load((DEPLOY / "compose" / "gateway.yaml").read_text())
+    named = {key["env"] for key in gateway["auth"]["keys"]} | {gateway["auth"]["admin_key_env"]}
+    assert named <= listed
+
+
+def systemd_analyze() -> str:
+    path = shutil.which("systemd-analyze")
+    if path is None:
+        pytest.skip("systemd-analyze is not installed (apt-get install systemd)")
+    return path
+
+
+def test_systemd_unit_verifies_once_installed_as_documented(tmp_path: Path) -> None:
+    """`systemd-analyze verify` against the layout deploy/README.md creates, built under a temporary prefix in place
+    of /opt/mlx-gateway (the unit checks that its programs exist), with nothing else changed."""
+    analyze = systemd_analyze()
+    unit = (DEPLOY / "systemd" / "mlx-gateway.service").read_text()
+    prefix = tmp_path / "opt-mlx-gateway"
+    program = prefix / ".venv" / "bin" / "gateway"  # what `pip install` into the documented venv provides
+    program.parent.mkdir(parents=True)
+    program.write_text("#!/bin/sh\nexit 0\n")
+    program.chmod(0o755)
+    installed = tmp_path / "mlx-gateway.service"
+    installed.write_text(unit.replace("/opt/mlx-gateway", str(prefix)))
+    result = subprocess.run([analyze, "verify", "--man=no", str(installed)], capture_output=True, text=True, check=False,
+                            timeout=120)
+    assert (result.returncode, result.stdout + result.stderr) == (0, "")
+
+
+def test_deploy_readme_describes_what_the_service_files_assume() -> None:
+    """Every user, path and program the systemd unit and the launchd agent rely on is in deploy/README.md."""
+    readme = (DEPLOY / "README.md").read_text()
+    unit = (DEPLOY / "systemd" / "mlx-gateway.service").read_text()
+    service = {key: value for key, _, value in
+               (line.partition("=") for line in unit.splitlines() if "=" in line and not line.startswith("#"))}
+    assumed = {service["User"], service["Group"], service["WorkingDirectory"], service["EnvironmentFile"].lstrip("-"),
+               *service["ExecStart"].split()[0:1], *re.findall(r"/[\w./-]+", service["ExecStart"]),
+               *re.findall(r"/[\w./-]+", unit.split("[Service]", 1)[1].split("[Install]", 1)[0])}
+    assumed = {path for path in assumed if not path.startswith(("/bin/", "/usr/"))}
+    assert "mlx-gateway" in assumed and "/opt/mlx-gateway/.venv/bin/gateway" in assumed
+    assert sorted(path for path in assumed if path not in readme) == []
+    plist = (DEPLOY / "launchd" / "com.mlx-gateway.plist").read_text()
+    home_paths = {"~" + path for path in re.findall(r"__HOME__(/[\w./-]+)", plist.split("<plist", 1)[1])}
+    assert "~/mlx-gateway/.venv/bin/gateway" in home_paths
+    assert sorted(path for path in home_paths if path not in readme) == []
+    assert "useradd" in readme and "python3 -m venv /opt/mlx-gateway/.venv" in readme

@@ -1,5 +1,9 @@
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
+import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.metrics import Metrics
@@ -81,3 +85,44 @@ def test_a_redis_store_has_no_memory_metrics() -> None:
     names = {name for name, _ in samples(Metrics(lambda: state))}
     assert "mlxgw_store_pool_waiting" in names
     assert not {"mlxgw_store_memory_bytes", "mlxgw_store_evictions_total"} & names
+
+
+def readme_metrics() -> dict[str, set[str] | None]:
+    """The metric names the README's Operations section documents, with their labels where it gives them."""
+    from tests.conftest import ROOT
+
+    readme = (ROOT / "README.md").read_text()
+    operations = readme.split("\n## Operations\n", 1)[1].split("\n## ", 1)[0]
+    bullet = operations.split("- **Metrics**", 1)[1].split("\n- **", 1)[0]
+    documented: dict[str, set[str] | None] = {}
+    for name, labels in re.findall(r"`(mlxgw_[a-z0-9_]+)(\{[^}`]*\})?`", bullet):
+        documented[name] = set(re.findall(r"([a-z_]+)(?==|,|\})", labels)) if labels else None
+    return documented
+
+
+def test_the_readme_lists_every_metric_the_code_exports_and_no_other(tmp_path: Path) -> None:
+    """Both ways: a live /metrics (after real requests, with a manifest file so reload metrics exist) against the
+    README's list; counters by their `_total` name, as they are scraped."""
+    from tests.conftest import make_config, serve
+
+    manifest = tmp_path / "gateway.yaml"
+    manifest.write_text("models:\n  - {name: m, adapter: scripted, script: {steps: [{text: hello there}]}}\n")
+    with serve(make_config(manifest.read_text()), manifest_path=manifest) as base, httpx.Client(base_url=base) as http:
+        http.post("/v1/responses", json={"model": "m", "input": "hi", "tools": [{"type": "web_search"}]})
+        http.post("/v1/chat/completions", json={"model": "m", "messages": [{"role": "user", "content": "x"}]})
+        http.post("/v1/responses", json={"model": "nope", "input": "hi"})
+        text = http.get("/metrics").text
+    families = list(text_string_to_metric_families(text))
+    companions = {f"{f.name}_created" for f in families if f.type in ("counter", "histogram")}
+    exported: dict[str, set[str]] = {}
+    for family in families:
+        if family.name in companions:
+            continue  # prometheus_client's creation timestamp of a counter or histogram, not a metric of its own
+        name = family.name + "_total" if family.type == "counter" else family.name
+        exported[name] = {label for sample in family.samples for label in sample.labels if label != "le"}
+    documented = readme_metrics()
+    assert sorted(set(exported) - set(documented)) == [], "exported but not in the README"
+    assert sorted(set(documented) - set(exported)) == [], "in the README but not exported"
+    for name, labels in documented.items():
+        if labels is not None and exported[name]:  # a family with samples carries exactly the documented labels
+            assert exported[name] == labels, name

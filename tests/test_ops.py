@@ -123,8 +123,8 @@ def test_limits_on_items_and_tools(keyed: TestClient) -> None:
 def test_ready_reports_store_and_models(client: TestClient) -> None:
     ready = client.get("/ready")
     assert ready.status_code == 200
-    assert ready.json() == {"ready": True, "problems": [], "manifest_version": 1,
-                            "models": {"scripted": "ready", "echo": "ready"}}
+    assert ready.json() == {"ready": True, "problems": [], "manifest_version": 1, "store": "ok",
+                            "models": {"scripted": "ready", "echo": "ready"}, "unavailable": []}
 
 
 def test_status_document(client: TestClient) -> None:
@@ -142,7 +142,7 @@ def test_run_refuses_a_public_address_without_keys(tmp_path) -> None:  # type: i
     manifest = tmp_path / "gateway.yaml"
     manifest.write_text("models: [{name: m, adapter: scripted, script: {mode: echo}}]\n")
     result = subprocess.run([sys.executable, "-m", "gateway", "run", "--config", str(manifest), "--host", "0.0.0.0",
-                             "--port", "0"], capture_output=True, text=True, timeout=60)
+                             "--port", "0"], capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode == 1
     assert "refusing to listen on 0.0.0.0" in result.stderr
     assert "Uvicorn running" not in result.stderr

@@ -15,7 +15,7 @@ import pytest
 
 from gateway.adapters.base import Capabilities
 from gateway.config import parse_config
-from gateway.reload import ReloadFailed, Reloader, restart_only_changes
+from gateway.reload import Reloader, ReloadFailed, restart_only_changes
 from gateway.runtime import Runtime
 from tests.conftest import make_config, serve
 
@@ -213,3 +213,89 @@ def test_sighup_reloads_a_running_gateway(tmp_path: Path) -> None:
         answer = httpx.post(f"{gateway.base}/v1/responses", json={"model": "a", "input": "x"}).json()
         assert answer["output"][0]["content"][0]["text"] == "from a sighup"
     assert '"reason":"sighup"' in gateway.log()
+
+
+def test_a_command_line_override_is_not_a_restart_request() -> None:
+    """Started with --port 9000 from a file saying 8080: the unchanged file needs no restart; a new port does."""
+    started_from = parse_config(manifest())
+    running = parse_config(manifest().replace("port: 8080", "port: 9000"))  # what --port 9000 made of it
+    applied, changed = restart_only_changes(running, parse_config(manifest(tag="v2")), started_from)
+    assert changed == [] and applied.server.port == 9000
+    applied, changed = restart_only_changes(running, parse_config(manifest().replace("8080", "8081")), started_from)
+    assert changed == ["server.port"] and applied.server.port == 9000
+    applied, changed = restart_only_changes(running, parse_config(manifest().replace("8080", "9000")), started_from)
+    assert changed == []  # the file now asks for what already runs
+
+
+def test_run_with_host_and_port_reloads_without_a_false_restart_request(tmp_path: Path) -> None:
+    """`gateway run --host --port` over a file with other values: neither /admin/reload nor SIGHUP claims a restart."""
+    from tests.process import GatewayProcess, environ
+
+    path = tmp_path / "gateway.yaml"
+    path.write_text(manifest().replace("server: {port: 8080}", "server: {host: localhost, port: 8080, "
+                                       "watch_manifest: false}"))
+    admin = {"authorization": "Bearer reload-admin"}
+    gateway = GatewayProcess(path, tmp_path / "gateway.log", env=environ(TEST_ADMIN_KEY="reload-admin"),
+                             extra_args=("--host", "127.0.0.1"))  # GatewayProcess always passes --port
+    with gateway, httpx.Client(base_url=gateway.base, timeout=10) as http:
+        path.write_text(path.read_text().replace("from a v1", "from a v2"))
+        answer = http.post("/admin/reload", headers=admin)
+        assert answer.status_code == 200 and answer.json()["restart_required"] == []
+        path.write_text(path.read_text().replace("from a v2", "from a v3"))
+        gateway.process.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 10
+        while (described := http.get("/health").json()["manifest"])["version"] != 3:
+            assert time.monotonic() < deadline, "SIGHUP did not reload"
+            time.sleep(0.05)
+        assert described["restart_required"] == []
+        path.write_text(path.read_text().replace("port: 8080", "port: 8081"))  # a real change is still reported
+        assert http.post("/admin/reload", headers=admin).json()["restart_required"] == ["server.port"]
+        assert http.post("/v1/responses", json={"model": "a", "input": "x"}).status_code == 200
+    assert "manifest_restart_required" in gateway.log()
+
+
+def test_a_rejected_reload_is_visible_in_health_metrics_and_status(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """While the file holds a manifest that was rejected, /health is degraded, /metrics counts the rejection and
+    /status.json carries it; a valid file brings everything back."""
+    from tests.test_ops import metric_samples
+
+    monkeypatch.setenv("TEST_ADMIN_KEY", "s3cret")
+    admin = {"authorization": "Bearer s3cret"}
+    path = tmp_path / "gateway.yaml"
+    path.write_text(manifest().replace("server: {port: 8080}", "server: {watch_manifest: false}"))
+    started = time.time()
+    with serve(make_config(path.read_text()), manifest_path=path) as base, httpx.Client(base_url=base) as http:
+        def reloads() -> tuple[float, float, float]:
+            got = metric_samples(http.get("/metrics").text)
+            return (got[("mlxgw_manifest_reloads_total", frozenset({("result", "ok")}))],
+                    got[("mlxgw_manifest_reloads_total", frozenset({("result", "rejected")}))],
+                    got[("mlxgw_manifest_last_reload_success_timestamp_seconds", frozenset())])
+
+        ok, rejected, loaded_at = reloads()
+        assert (ok, rejected) == (0, 0) and started - 1 <= loaded_at <= time.time()  # start-up counts as a success
+        health = http.get("/health").json()
+        assert health["status"] == "ok" and health["manifest"]["matches_file"] is True
+        path.write_text(path.read_text() + "bogus: 1\n")
+        assert http.get("/health").json()["status"] == "degraded"  # edited and not reloaded: not what runs
+        assert http.post("/admin/reload", headers=admin).status_code == 400
+        health = http.get("/health").json()
+        assert health["status"] == "degraded" and health["manifest"]["matches_file"] is False
+        assert health["manifest"]["last_error"] == [
+            "bogus: unknown key (known keys: server, auth, store, models, policies, clients, mlx)"]
+        assert health["manifest"]["reloads"] == {"ok": 0, "rejected": 1}
+        assert reloads() == (0, 1, loaded_at)
+        document = http.get("/status.json").json()
+        assert document["status"] == "degraded"
+        assert document["manifest"]["last_error"] == health["manifest"]["last_error"]
+        assert document["manifest"]["last_rejected_at"] >= started
+        assert http.post("/v1/responses", json={"model": "a", "input": "x"}).status_code == 200  # still serving
+
+        path.write_text(manifest(tag="v2").replace("server: {port: 8080}", "server: {watch_manifest: false}"))
+        assert http.post("/admin/reload", headers=admin).status_code == 200
+        health = http.get("/health").json()
+        assert health["status"] == "ok" and health["manifest"]["matches_file"] is True
+        assert health["manifest"]["last_error"] is None
+        ok, rejected, reloaded_at = reloads()
+        assert (ok, rejected) == (1, 1) and reloaded_at > loaded_at
+        assert http.get("/status.json").json()["status"] == "ok"

@@ -44,7 +44,7 @@ def chromium(binary: str, socket_path: Path, profile: Path, *args: str) -> subpr
         "--disable-dev-shm-usage", f"--user-data-dir={profile}", "--virtual-time-budget=5000", *args,
         f"http://127.0.0.1:{PORT}/",
     ]
-    return subprocess.run(command, capture_output=True, text=True, timeout=90)
+    return subprocess.run(command, check=False, capture_output=True, text=True, timeout=90)
 
 
 def test_status_page_shows_models_requests_and_degradations(tmp_path: Path) -> None:
@@ -74,3 +74,24 @@ def test_status_page_shows_models_requests_and_degradations(tmp_path: Path) -> N
     assert 'class="pill ok"' in page.split('id="store"', 1)[1][:200]
     assert shot.returncode == 0, shot.stderr[-2000:]
     assert screenshot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and screenshot.stat().st_size > 10_000
+
+
+def test_status_page_shows_a_rejected_reload(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The page an operator looks at says the last reload was rejected, why, and that the gateway is degraded."""
+    binary = chromium_path()
+    monkeypatch.setenv("STATUS_ADMIN_KEY", "page-admin")
+    path = tmp_path / "gateway.yaml"
+    path.write_text("server: {watch_manifest: false}\nauth: {admin_key_env: STATUS_ADMIN_KEY}\n" + MANIFEST)
+    socket_path = tmp_path / "gateway.sock"
+    with serve(make_config(path.read_text()), manifest_path=path, uds=socket_path) as base:
+        path.write_text(path.read_text() + "bogus: 1\n")
+        with httpx.Client(base_url=base) as http:
+            assert http.post("/admin/reload", headers={"authorization": "Bearer page-admin"}).status_code == 400
+        dom = chromium(binary, socket_path, tmp_path / "profile", "--dump-dom")
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    page = dom.stdout
+    assert page.split('id="summary"', 1)[1].split("</div>", 1)[0].endswith("· degraded")
+    manifest = page.split('id="manifest"', 1)[1].split("</div>", 1)[0]
+    assert 'class="pill rejected"' in manifest and "last reload rejected" in manifest
+    assert "bogus: unknown key" in manifest
+    assert "1 rejected" in manifest and "0 applied" in manifest

@@ -1,4 +1,12 @@
-"""Operations routes: /health, /ready, /metrics, the status page (/) and its data (/status.json)."""
+"""Operations routes: /health, /ready, /metrics, the status page (/) and its data (/status.json).
+
+Readiness (`/ready`) answers one question for a load balancer: should this instance get requests? Yes (200) while
+the manifest is loaded and the gateway is not shutting down, the store answers, and at least one model can serve.
+A model can serve in `ready` and `unloaded` (it loads on demand), and in `loading` when that is not a retry after a
+failure; it cannot in `backoff`, `failed`, `crashed` or `closed`, nor while loading again after a failed load or a
+crash (it counts again once a load succeeds). So one broken model never takes the healthy ones out of rotation, and
+a gateway whose every model is broken stays out (503) without flapping as its retries come and go.
+"""
 
 from __future__ import annotations
 
@@ -8,24 +16,52 @@ from litestar import Request, get
 from litestar import Response as HttpResponse
 
 from gateway.access import ACCESS, Access, Caller, caller_of
-from gateway.config import GatewayConfig
 from gateway.api.bodies import json_response
 from gateway.api.status_page import PAGE, status_document
+from gateway.config import GatewayConfig
 from gateway.metrics import CONTENT_TYPE
 
 __all__ = ["OPS_ROUTES"]
 
 
+UNABLE_STATES = frozenset({"backoff", "failed", "crashed", "closed"})
+
+
+def can_serve(model: dict[str, Any]) -> bool:
+    """Whether a request sent to this model now is expected to be served (see the module docstring)."""
+    state = model.get("state")
+    if state in UNABLE_STATES:
+        return False
+    return not (state == "loading" and model.get("last_error"))  # loading again after a failure
+
+
 async def gateway_state(request: Request[Any, Any, Any]) -> dict[str, Any]:
-    """Everything /health, /ready, /metrics and the status page report, gathered once."""
+    """Everything /health, /ready, /metrics and the status page report, gathered once.
+
+    `status` is `degraded` while the store is down, a model cannot serve, or the running manifest is not what the
+    manifest file holds (a rejected reload, or an edit not reloaded yet).
+    """
     state = request.app.state.runtime.health()
     state["store"] = await request.app.state.store.health()
-    if state["store"].get("state") != "ok":
-        state["status"] = "degraded"
     reloader = getattr(request.app.state, "reloader", None)
     if reloader is not None:
         state["manifest"] = reloader.describe()
+    if (state["store"].get("state") != "ok" or not all(map(can_serve, state["models"].values()))
+            or not state.get("manifest", {}).get("matches_file", True)):
+        state["status"] = "degraded"
     return state
+
+
+def readiness(state: dict[str, Any], draining: bool) -> list[str]:
+    """Why this instance should get no requests now (empty: ready)."""
+    problems = []
+    if draining:
+        problems.append("draining: the gateway is shutting down")
+    if state["store"].get("state") != "ok":
+        problems.append(f"store: {state['store'].get('state')}")
+    if not any(map(can_serve, state["models"].values())):
+        problems.append("models: none can serve")
+    return problems
 
 
 def visible_state(state: dict[str, Any], caller: Caller, config: GatewayConfig) -> dict[str, Any]:
@@ -50,31 +86,24 @@ async def health(request: Request[Any, Any, Any]) -> HttpResponse[bytes]:
 
 @get("/ready", opt={ACCESS: Access.PUBLIC})
 async def ready(request: Request[Any, Any, Any]) -> HttpResponse[bytes]:
-    """200 when the manifest is loaded, the store answers and no model is broken; else 503.
+    """200 while the gateway should get requests (see the module docstring); else 503 with the reasons.
 
-    Anyone gets `{"ready": ...}` and the status code; a caller with a key also gets the reasons and the models.
+    Anyone gets `{"ready": ...}` and the status code; a caller with a key also gets the reasons and, for the models
+    it may see, each one's state and which of them cannot serve.
     """
     caller = caller_of(request)
+    runtime = request.app.state.runtime
     state = await gateway_state(request)
-    problems = []
-    if state["store"].get("state") != "ok":
-        problems.append(f"store: {state['store'].get('state')}")
-    for name, model in state["models"].items():
-        if model.get("state") == "failed":
-            problems.append(f"model {name}: {model.get('state')}")
+    problems = readiness(state, runtime.draining)
     status = 200 if not problems else 503
     if not caller.identified:
         return json_response({"ready": not problems}, status=status)
-    shown = visible_state(state, caller, request.app.state.runtime.config)
-    body = {"ready": not problems, "problems": [p for p in problems if _shows(p, shown)],
-            "manifest_version": state.get("manifest_version"),
-            "models": {name: model.get("state") for name, model in shown["models"].items()}}
+    shown = visible_state(state, caller, runtime.config)["models"]
+    body = {"ready": not problems, "problems": problems, "manifest_version": state.get("manifest_version"),
+            "store": state["store"].get("state"),
+            "models": {name: model.get("state") for name, model in shown.items()},
+            "unavailable": [name for name, model in shown.items() if not can_serve(model)]}
     return json_response(body, status=status)
-
-
-def _shows(problem: str, shown: dict[str, Any]) -> bool:
-    """A problem about a model the caller may not see is counted in `ready`, not named."""
-    return not problem.startswith("model ") or problem.removeprefix("model ").split(":")[0] in shown["models"]
 
 
 @get("/metrics", opt={ACCESS: Access.OPERATOR})

@@ -48,6 +48,7 @@ def status_document(
     }
     return {
         "generated_at": round(time.time(), 3),
+        "status": health.get("status"),
         "manifest": health.get("manifest"),
         "manifest_version": health.get("manifest_version"),
         "store": health.get("store"),
@@ -72,7 +73,8 @@ PAGE = """<!doctype html>
   th { font-weight: 600; color: var(--muted); font-size: 12px; text-transform: uppercase; letter-spacing: .03em; }
   .pill { display: inline-block; padding: 1px 8px; border-radius: 999px; font-size: 12px; background: #f3f4f6; }
   .ready, .loaded, .ok, .completed { color: var(--ok); } .loading, .queued, .incomplete { color: var(--warn); }
-  .failed, .dead, .down, .error, .cancelled { color: var(--bad); }
+  .failed, .dead, .down, .error, .cancelled, .rejected { color: var(--bad); } .degraded, .changed { color: var(--warn); }
+  .problems { margin: 6px 0 0; padding-left: 18px; color: var(--bad); }
   code { font: 12px ui-monospace, SFMono-Regular, Menlo, monospace; }
 </style>
 </head>
@@ -83,6 +85,7 @@ PAGE = """<!doctype html>
 <table id="models"><thead><tr><th>Model</th><th>Adapter</th><th>State</th><th>In flight</th><th>Queued</th>
 <th>Memory</th><th>Recent tok/s</th></tr></thead><tbody></tbody></table>
 <h2>Store</h2><div id="store" class="muted">–</div>
+<h2>Manifest</h2><div id="manifest" class="muted">–</div>
 <h2>Degradations (recent requests)</h2><table id="degradations"><thead><tr><th>Degradation</th><th>Count</th></tr>
 </thead><tbody></tbody></table>
 <h2>Recent requests</h2>
@@ -94,6 +97,17 @@ const mb = (b) => (typeof b === "number" ? (b / 1048576).toFixed(0) + " MB" : "�
 function rows(id, items) { document.querySelector(`#${id} tbody`).innerHTML = items.join(""); }
 const keyForm = () => `<form onsubmit="localStorage.setItem('mlxgw-key', this.key.value); refresh(); return false">
   This gateway needs a key: <input name="key" type="password" size="32"> <button>Use it</button></form>`;
+const when = (t) => (typeof t === "number" ? new Date(t * 1000).toLocaleTimeString() : "–");
+function manifest(m) {
+  if (!m) return "–";
+  const [cls, label] = m.last_error ? ["rejected", "last reload rejected: the running manifest is older than the file"]
+    : m.matches_file ? ["ok", "running the file as it is"] : ["changed", "the file changed since it was loaded"];
+  const problems = (m.last_error ?? []).map((p) => `<li><code>${esc(p)}</code></li>`).join("");
+  const restart = m.restart_required?.length ? `<div>restart required for: <code>${esc(m.restart_required.join(", "))}</code></div>` : "";
+  return `<span class="pill ${cls}">${esc(label)}</span> <code>${esc(m.path)}</code> · version ${esc(m.version)}
+    · reloads ${esc(m.reloads?.ok)} applied, ${esc(m.reloads?.rejected)} rejected (last rejected ${when(m.last_rejected_at)})
+    · last success ${when(m.last_success_at)}${problems ? `<ul class="problems">${problems}</ul>` : ""}${restart}`;
+}
 async function refresh() {
   try {
     const key = localStorage.getItem("mlxgw-key");
@@ -105,7 +119,8 @@ async function refresh() {
     const s = await response.json();
     const models = Object.entries(s.models);
     document.getElementById("summary").textContent =
-      `${models.length} model(s) · manifest version ${s.manifest_version ?? "–"} · updated ${new Date(s.generated_at * 1000).toLocaleTimeString()}`;
+      `${models.length} model(s) · manifest version ${s.manifest_version ?? "–"} · updated ${new Date(s.generated_at * 1000).toLocaleTimeString()} · ${s.status ?? "–"}`;
+    document.getElementById("manifest").innerHTML = manifest(s.manifest);
     rows("models", models.map(([name, m]) => `<tr><td><b>${esc(name)}</b></td><td>${esc(m.adapter)}</td>
       <td><span class="pill ${esc(m.state)}">${esc(m.state)}</span></td><td>${esc(m.active ?? 0)}</td>
       <td>${esc(m.queued ?? 0)}</td><td>${mb(m.memory_bytes)}</td><td>${esc(m.recent_tokens_per_second)}</td></tr>`));

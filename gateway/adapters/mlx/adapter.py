@@ -17,7 +17,7 @@ The adapter is a state machine: `state` is what /health shows, and only these tr
     close           any                         closed
 
 A request loads the model from `unloaded`, `failed` and `crashed`, and is refused in `backoff` and `closed`;
-/ready reports `failed` models.
+/ready counts a model in `backoff`, `failed` or `crashed` as unable to serve.
 """
 
 from __future__ import annotations
