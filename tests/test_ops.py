@@ -85,8 +85,8 @@ def test_api_keys(keyed: TestClient) -> None:
     assert keyed.post("/v1/responses", json={"model": "demo", "input": "x"}, headers=auth("demo-key")).status_code == 200
     chat = {"model": "echo", "messages": [{"role": "user", "content": "x"}]}
     assert_envelope(keyed.post("/v1/chat/completions", json=chat, headers=auth("demo-key")), 403, param="model")
-    assert [m["id"] for m in keyed.get("/v1/models", headers=auth("demo-key")).json()["data"]] == ["scripted"]
-    assert [m["id"] for m in keyed.get("/v1/models", headers=auth("all-key")).json()["data"]] == ["scripted", "echo"]
+    assert [m["id"] for m in keyed.get("/v1/models", headers=auth("demo-key")).json()["data"]] == ["scripted", "demo"]
+    assert [m["id"] for m in keyed.get("/v1/models", headers=auth("all-key")).json()["data"]] == ["scripted", "demo", "echo"]
     assert_envelope(keyed.get("/v1/models"), 401)
 
 

@@ -126,7 +126,7 @@ def test_request_id_is_echoed_when_sane(client: TestClient) -> None:
 def test_models_and_health(client: TestClient) -> None:
     models = client.get("/v1/models").json()
     assert models["object"] == "list"
-    assert [m["id"] for m in models["data"]] == ["scripted", "echo"]
+    assert [m["id"] for m in models["data"]] == ["scripted", "demo", "echo"]
     assert all(m["object"] == "model" and isinstance(m["created"], int) for m in models["data"])
     assert client.get("/v1/models/demo").json()["id"] == "scripted"
     assert_envelope(client.get("/v1/models/nope"), 404, param="model", code="model_not_found")

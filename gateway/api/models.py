@@ -1,4 +1,4 @@
-"""GET /v1/models and /v1/models/{id}: the models this caller may use."""
+"""GET /v1/models and /v1/models/{id}: the models (names and aliases) this caller may use."""
 
 from __future__ import annotations
 
@@ -19,9 +19,12 @@ __all__ = ["MODEL_ROUTES"]
 
 @get("/v1/models", opt={ACCESS: Access.CLIENT})
 async def list_models(request: Request[Any, Any, Any]) -> HttpResponse[bytes]:
+    """Every name a request may put in "model": each model the caller may use, followed by its aliases
+    (clients that discover models here, rather than from a config file, would never see an alias otherwise)."""
     runtime = runtime_of(request)
     models = caller_of(request).visible_models(runtime.config)
-    return json_response({"object": "list", "data": [_model_object(m.name, runtime.started_at) for m in models]})
+    names = [name for model in models for name in (model.name, *model.aliases)]
+    return json_response({"object": "list", "data": [_model_object(name, runtime.started_at) for name in names]})
 
 
 @get("/v1/models/{model_id:path}", opt={ACCESS: Access.CLIENT})

@@ -2,8 +2,10 @@
 
 Codex picks its tool set and prompt from a catalog entry per model slug; a slug it
 does not know gets fallback metadata without `apply_patch`. The catalog written
-here gives every served model (and alias) the freeform `apply_patch` tool, which
-the gateway's default `wrap` policy turns into a function a local model can call.
+here gives every served model (and alias) that can call tools the freeform
+`apply_patch` tool, which the gateway's default `wrap` policy turns into a function
+a local model can call. What each entry claims (tools, reasoning, image input) is
+what the gateway will plan for that model (capabilities.py), never more.
 """
 
 from __future__ import annotations
@@ -11,9 +13,14 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from gateway.adapters.base import Capabilities
+from gateway.clients.capabilities import Probed, probe_capabilities
 from gateway.config import GatewayConfig, ModelSpec
 
-__all__ = ["BASE_INSTRUCTIONS", "base_url", "codex_catalog", "codex_config_toml", "opencode_config"]
+__all__ = [
+    "BASE_INSTRUCTIONS", "ENV_KEY", "PROVIDER_ID", "TEXT_ONLY_INSTRUCTIONS", "base_url", "codex_catalog",
+    "codex_config_toml", "opencode_config",
+]
 
 PROVIDER_ID = "mlxgw"
 ENV_KEY = "MLXGW_API_KEY"
@@ -40,6 +47,17 @@ Work in small steps you can check:
 - Keep going until the task is done, then answer with a short summary of what you changed and how you checked it.
 """
 
+TEXT_ONLY_INSTRUCTIONS = """\
+You are a coding assistant for the user's project. You cannot call tools or run commands: answer in text.
+Show changes to files as complete code blocks or unified diffs with their paths, and say how to check them.
+"""
+
+REASONING_LEVELS = [
+    {"effort": "low", "description": "Think briefly"},
+    {"effort": "medium", "description": "Think when it helps"},
+    {"effort": "high", "description": "Think at length"},
+]
+
 
 def base_url(config: GatewayConfig) -> str:
     host = config.server.host
@@ -54,8 +72,13 @@ def _output_limit(model: ModelSpec) -> int:
     return model.sampling.max_output_tokens or min(16384, max(1024, model.context_length // 4))
 
 
-def _catalog_entry(slug: str, model: ModelSpec, priority: int) -> dict[str, Any]:
+def _modalities(capabilities: Capabilities) -> list[str]:
+    return ["text", "image"] if capabilities.vision else ["text"]
+
+
+def _catalog_entry(slug: str, model: ModelSpec, capabilities: Capabilities, priority: int) -> dict[str, Any]:
     kind = model.__struct_config__.tag
+    tools, reasoning = capabilities.tool_calling, capabilities.reasoning
     return {
         "slug": slug,
         "display_name": slug,
@@ -63,34 +86,36 @@ def _catalog_entry(slug: str, model: ModelSpec, priority: int) -> dict[str, Any]
         "context_window": model.context_length,
         "max_context_window": model.context_length,
         "auto_compact_token_limit": None,
-        "apply_patch_tool_type": "freeform",
-        "shell_type": "shell_command",
-        "supported_reasoning_levels": [
-            {"effort": "low", "description": "Think briefly"},
-            {"effort": "medium", "description": "Think when it helps"},
-            {"effort": "high", "description": "Think at length"},
-        ],
-        "default_reasoning_level": "medium",
-        "supports_reasoning_summaries": True,
-        "default_reasoning_summary": "auto",
+        # A model without a tool parser gets no tools: the gateway would only turn them into a note.
+        "apply_patch_tool_type": "freeform" if tools else None,
+        "shell_type": "shell_command" if tools else "disabled",
+        "supported_reasoning_levels": REASONING_LEVELS if reasoning else [],
+        "default_reasoning_level": "medium" if reasoning else None,
+        "supports_reasoning_summaries": reasoning,
+        "default_reasoning_summary": "auto" if reasoning else "none",
         "supports_parallel_tool_calls": False,
         "support_verbosity": False,
-        "input_modalities": ["text", "image"],
+        "input_modalities": _modalities(capabilities),
         "truncation_policy": {"mode": "tokens", "limit": 10000},
         "experimental_supported_tools": [],
         "visibility": "list",
         "supported_in_api": True,
         "priority": priority,
-        "base_instructions": BASE_INSTRUCTIONS,
+        "base_instructions": BASE_INSTRUCTIONS if tools else TEXT_ONLY_INSTRUCTIONS,
     }
 
 
-def codex_catalog(config: GatewayConfig) -> dict[str, Any]:
+def _probed(config: GatewayConfig, probed: dict[str, Probed] | None) -> dict[str, Probed]:
+    return probed if probed is not None else probe_capabilities(config)
+
+
+def codex_catalog(config: GatewayConfig, probed: dict[str, Probed] | None = None) -> dict[str, Any]:
     """A `model_catalog_json` document: one entry per served name and alias."""
-    entries = []
+    found = _probed(config, probed)
+    entries: list[dict[str, Any]] = []
     for model in config.models:
         for slug in (model.name, *model.aliases):
-            entries.append(_catalog_entry(slug, model, priority=100 + len(entries)))
+            entries.append(_catalog_entry(slug, model, found[model.name].capabilities, priority=100 + len(entries)))
     return {"models": entries}
 
 
@@ -101,7 +126,8 @@ def _toml(value: str) -> str:
 def codex_config_toml(config: GatewayConfig, url: str, catalog_path: str) -> str:
     first = config.models[0].name if config.models else "MODEL"
     lines = [
-        "# Codex CLI configuration for mlx-gateway: put this in $CODEX_HOME/config.toml (default ~/.codex).",
+        "# Codex CLI configuration for mlx-gateway, for $CODEX_HOME/config.toml (default ~/.codex):",
+        "# `gateway clients codex --install` merges it into an existing file (keeping a backup).",
         f"# Codex sends `Authorization: Bearer ${ENV_KEY}`; set it to any non-empty value unless the gateway",
         "# has API keys configured, then use one of those.",
         f"model = {_toml(first)}",
@@ -119,15 +145,28 @@ def codex_config_toml(config: GatewayConfig, url: str, catalog_path: str) -> str
     ]
     for model in config.models:
         for slug in (model.name, *model.aliases):
-            lines += ["", f"[profiles.{_toml(slug)}]", f"model = {_toml(slug)}", f"model_provider = {_toml(PROVIDER_ID)}"]
+            lines += ["", f"[profiles.{_toml(slug)}]", f"model = {_toml(slug)}",
+                      f"model_provider = {_toml(PROVIDER_ID)}"]
     return "\n".join(lines) + "\n"
 
 
-def opencode_config(config: GatewayConfig, url: str, *, chat: bool = False) -> dict[str, Any]:
+def _opencode_model(slug: str, model: ModelSpec, capabilities: Capabilities) -> dict[str, Any]:
+    return {
+        "name": slug,
+        "tool_call": capabilities.tool_calling,
+        "reasoning": capabilities.reasoning,
+        "attachment": capabilities.vision,
+        "modalities": {"input": _modalities(capabilities), "output": ["text"]},
+        "limit": {"context": model.context_length, "output": _output_limit(model)},
+    }
+
+
+def opencode_config(config: GatewayConfig, url: str, *, chat: bool = False,
+                    probed: dict[str, Probed] | None = None) -> dict[str, Any]:
     """The provider block for opencode.json (`@ai-sdk/openai` → /v1/responses; `chat` → /v1/chat/completions)."""
+    found = _probed(config, probed)
     models = {
-        slug: {"name": slug, "tool_call": True, "reasoning": True, "attachment": True,
-               "limit": {"context": model.context_length, "output": _output_limit(model)}}
+        slug: _opencode_model(slug, model, found[model.name].capabilities)
         for model in config.models
         for slug in (model.name, *model.aliases)
     }
