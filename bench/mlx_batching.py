@@ -67,7 +67,7 @@ async def measure(raw: common.RawWorker, path: Path, request: Callable[[int], Aw
                 tps.append(aggregate)
                 ttft.append(first)
         out[n] = {"raw": common.median(raw_tps), "tps": common.median(tps), "ttft": common.median(ttft), "bad": bad,
-                  "ratio": common.median([a / b for a, b in zip(tps, raw_tps)])}
+                  "ratio": common.median([a / b for a, b in zip(tps, raw_tps, strict=True)])}
     return out
 
 
@@ -108,7 +108,7 @@ def main() -> None:
                 try:
                     with start() as base:
                         result = common.run_async(system(raw, path, kind, base, model, eos, args, f"-{label[:6]}"))
-                except Exception as exc:  # noqa: BLE001 - one system failing must not lose the others' figures
+                except Exception as exc:
                     print(f"{label}: failed: {type(exc).__name__}: {exc}", flush=True)
                     continue
                 rows.append([label, blas.name, *(result[n]["tps"] for n in CLIENTS),

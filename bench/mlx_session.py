@@ -132,7 +132,7 @@ def main() -> None:
                             # prompt still matches it; only the rest is computed.
                             ideal = common.raw({"mode": "prefill", "model": str(path), "before": chats[-2],
                                                 "answer": args.answer, "after": chats[-1], "repeats": 5}, blas)
-            except Exception as exc:  # noqa: BLE001 - one system failing must not lose the others' figures
+            except Exception as exc:
                 print(f"{label}: failed: {type(exc).__name__}: {exc}", flush=True)
             if sessions:
                 results.append((label, sessions))

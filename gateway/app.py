@@ -6,15 +6,18 @@ import contextlib
 import re
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import structlog
 from litestar import Litestar, Request
 from litestar import Response as HttpResponse
 from litestar.exceptions import HTTPException, MethodNotAllowedException, NotFoundException
-from litestar.types import Receive, Scope, Send
+from litestar.types import HTTPScope, LifeSpanReceive, LifeSpanScope, LifeSpanSend, Receive, Scope, Send
 
 from gateway.access import ACCESS, Access, check_routes, guard
+from gateway.api import ROUTE_HANDLERS
+from gateway.api.status_page import RecentRequests
+from gateway.background import BackgroundRuns
 from gateway.config import GatewayConfig
 from gateway.errors import (
     GatewayError,
@@ -24,12 +27,9 @@ from gateway.errors import (
     envelope,
     retry_after,
 )
-from gateway.metrics import Metrics
-from gateway.api import ROUTE_HANDLERS
-from gateway.api.status_page import RecentRequests
-from gateway.background import BackgroundRuns
 from gateway.ids import new_id
 from gateway.log import RequestRecord
+from gateway.metrics import Metrics
 from gateway.reload import Reloader
 from gateway.runtime import Runtime
 from gateway.store import RedisStore
@@ -74,14 +74,20 @@ class GatewayApp(Litestar):
     a request id (echoed as `x-request-id`) and one canonical log line. Authorization is
     not here: it belongs to the route that matched (`access.guard`)."""
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def __call__(
+        self, scope: Scope | LifeSpanScope, receive: Receive | LifeSpanReceive, send: Send | LifeSpanSend
+    ) -> None:
         if scope["type"] != "http":
             await super().__call__(scope, receive, send)
             return
+        # An http scope comes with http receive/send callables (the ASGI spec); mypy cannot tie them together.
+        await self._serve_http(cast(HTTPScope, scope), cast(Receive, receive), cast(Send, send))
+
+    async def _serve_http(self, scope: HTTPScope, receive: Receive, send: Send) -> None:
         incoming = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
         request_id = incoming if _REQUEST_ID.match(incoming) else new_id("req")
         record = RequestRecord(request_id, scope["method"], scope["path"])
-        scope.setdefault("state", {})["record"] = record  # type: ignore[typeddict-unknown-key]
+        scope.setdefault("state", {})["record"] = record
 
         async def send_with_id(message: Any) -> None:
             if message["type"] == "http.response.start":

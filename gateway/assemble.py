@@ -13,8 +13,7 @@ from typing import Literal
 import msgspec
 from msgspec import UNSET
 
-from gateway.adapters.base import Delta, Finish, ReasoningDelta, TextDelta, TokenUsage
-from gateway.adapters.base import ToolCallArguments, ToolCallStart
+from gateway.adapters.base import Delta, Finish, ReasoningDelta, TextDelta, TokenUsage, ToolCallArguments, ToolCallStart
 from gateway.errors import GatewayError
 from gateway.events import (
     ContentPartAdded,
@@ -43,6 +42,7 @@ from gateway.events import (
 )
 from gateway.ids import new_id, now
 from gateway.protocol import (
+    ContentPart,
     CustomToolCall,
     FunctionCall,
     IncompleteDetails,
@@ -145,7 +145,7 @@ class Assembler:
         if self.terminal:
             return []
         # A half-generated tool call is never announced as done: a client would run it.
-        events = [] if self._open and self._open.kind in ("function_call", "custom_tool_call") else None
+        events: list[Event] | None = [] if self._open and self._open.kind in ("function_call", "custom_tool_call") else None
         if events is None:
             events = self._close("incomplete")
         elif self._open is not None:
@@ -259,22 +259,22 @@ class Assembler:
             return []
         self._open = None
         text = "".join(item.parts)
-        ids = {"item_id": item.item_id, "output_index": item.index}
+        iid, index = item.item_id, item.index
         events: list[Event] = []
         if item.kind == "message":
-            events.append(OutputTextDone(sequence_number=self._next(), content_index=0, text=text, **ids))
-            events.append(ContentPartDone(sequence_number=self._next(), content_index=0, part=OutputText(text=text), **ids))
+            events.append(OutputTextDone(sequence_number=self._next(), content_index=0, text=text, item_id=iid, output_index=index))
+            events.append(ContentPartDone(sequence_number=self._next(), content_index=0, part=OutputText(text=text), item_id=iid, output_index=index))
         elif item.kind == "reasoning":
-            events.append(ReasoningSummaryTextDone(sequence_number=self._next(), summary_index=0, text=text, **ids))
+            events.append(ReasoningSummaryTextDone(sequence_number=self._next(), summary_index=0, text=text, item_id=iid, output_index=index))
             events.append(
-                ReasoningSummaryPartDone(sequence_number=self._next(), summary_index=0, part=SummaryText(text=text), **ids)
+                ReasoningSummaryPartDone(sequence_number=self._next(), summary_index=0, part=SummaryText(text=text), item_id=iid, output_index=index)
             )
-            events.append(ReasoningTextDone(sequence_number=self._next(), content_index=0, text=text, **ids))
-            events.append(ContentPartDone(sequence_number=self._next(), content_index=0, part=ReasoningText(text=text), **ids))
+            events.append(ReasoningTextDone(sequence_number=self._next(), content_index=0, text=text, item_id=iid, output_index=index))
+            events.append(ContentPartDone(sequence_number=self._next(), content_index=0, part=ReasoningText(text=text), item_id=iid, output_index=index))
         elif item.kind == "function_call":
-            events.append(FunctionCallArgumentsDone(sequence_number=self._next(), name=item.name, arguments=text, **ids))
+            events.append(FunctionCallArgumentsDone(sequence_number=self._next(), name=item.name, arguments=text, item_id=iid, output_index=index))
         else:
-            events.append(CustomToolCallInputDone(sequence_number=self._next(), call_id=item.call_id, input=text, **ids))
+            events.append(CustomToolCallInputDone(sequence_number=self._next(), call_id=item.call_id, input=text, item_id=iid, output_index=index))
         final = self._item(item, status)
         self.output.append(final)
         events.append(OutputItemDone(sequence_number=self._next(), output_index=item.index, item=final))
@@ -284,7 +284,7 @@ class Assembler:
         """A fresh struct per call: events already emitted keep their own snapshot."""
         text = "".join(item.parts) if status != "in_progress" else ""
         if item.kind == "message":
-            content = [OutputText(text=text)] if status != "in_progress" else []
+            content: list[ContentPart] = [OutputText(text=text)] if status != "in_progress" else []
             return Message(id=item.item_id, role="assistant", status=status, content=content)
         if item.kind == "reasoning":
             if status == "in_progress":

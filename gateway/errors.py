@@ -84,7 +84,7 @@ class GatewayError(Exception):
 class InvalidRequest(GatewayError):
     status = 400
     type = "invalid_request_error"
-    code = None
+    code: str | None = None
 
 
 class PreviousResponseNotFound(InvalidRequest):
@@ -110,13 +110,13 @@ class AuthenticationFailed(GatewayError):
 class PermissionDenied(GatewayError):
     status = 403
     type = "permission_error"
-    code = None
+    code: str | None = None
 
 
 class NotFound(GatewayError):
     status = 404
     type = "invalid_request_error"
-    code = None
+    code: str | None = None
 
 
 class ModelNotFound(NotFound):

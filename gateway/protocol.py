@@ -14,12 +14,12 @@ import msgspec
 from msgspec import UNSET, Meta, Struct, UnsetType
 
 __all__ = [
-    "ConversationRef",
     "CONTENT_PART_TAGS",
     "HOSTED_TOOL_TYPES",
     "INPUT_ITEM_TAGS",
     "TOOL_TAGS",
     "ContentPart",
+    "ConversationRef",
     "CustomTool",
     "CustomToolCall",
     "CustomToolCallOutput",
@@ -52,6 +52,7 @@ __all__ = [
     "SummaryText",
     "TextConfig",
     "Tool",
+    "ToolChoice",
     "UnknownItem",
     "UnknownPart",
     "UnknownTool",
@@ -171,8 +172,8 @@ class LocalShellCallOutput(_Tagged, tag="local_shell_call_output", kw_only=True)
 class Reasoning(_Tagged, tag="reasoning", kw_only=True):
     id: str | UnsetType = UNSET
     summary: list[SummaryText] = []
-    content: list[ReasoningText] | None | UnsetType = UNSET
-    encrypted_content: str | None | UnsetType = UNSET
+    content: list[ReasoningText] | UnsetType | None = UNSET
+    encrypted_content: str | UnsetType | None = UNSET
     status: str | UnsetType = UNSET
 
 
@@ -289,6 +290,9 @@ class ReasoningConfig(Struct, kw_only=True):
 PositiveInt = Annotated[int, Meta(ge=1)]
 
 
+ToolChoice = Literal["none", "auto", "required"] | dict[str, Any]
+
+
 class ConversationRef(Struct, kw_only=True):
     id: str
 
@@ -305,7 +309,7 @@ class ResponsesRequest(Struct, kw_only=True):
     previous_response_id: str | None = None
     conversation: str | dict[str, Any] | None = None
     tools: list[Tool] = []
-    tool_choice: Literal["none", "auto", "required"] | dict[str, Any] = "auto"
+    tool_choice: ToolChoice = "auto"
     parallel_tool_calls: bool = True
     max_output_tokens: PositiveInt | None = None
     max_tool_calls: PositiveInt | None = None

@@ -175,7 +175,7 @@ class Reloader:
                         await self._quiet_reload("file_changed")
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # noqa: BLE001 - a watcher hiccup must not stop reloads for good
+            except Exception as exc:
                 log.warning("manifest_watch_failed", error=str(exc))
                 await asyncio.sleep(1.0)
 

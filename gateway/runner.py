@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 
 import structlog
 
@@ -31,8 +31,16 @@ _END = object()
 class RunStats:
     """What the canonical log line and metrics need to know about a run."""
 
-    __slots__ = ("started", "first_token", "finished", "status", "error", "input_tokens", "output_tokens",
-                 "cached_tokens")
+    __slots__ = (
+        "cached_tokens",
+        "error",
+        "finished",
+        "first_token",
+        "input_tokens",
+        "output_tokens",
+        "started",
+        "status",
+    )
 
     def __init__(self) -> None:
         self.started = time.perf_counter()
@@ -63,7 +71,7 @@ async def _pump(stream: AsyncIterator[Delta], queue: asyncio.Queue[object]) -> N
         queue.put_nowait(_END)
     except asyncio.CancelledError:
         raise
-    except BaseException as exc:  # noqa: BLE001 - every failure becomes response.failed
+    except BaseException as exc:
         queue.put_nowait(exc)
 
 
@@ -77,7 +85,7 @@ async def run_generation(
     stats: RunStats,
     queued: bool = False,
     aborts: set[Callable[[GatewayError], None]] | None = None,
-) -> AsyncIterator[list[Event]]:
+) -> AsyncGenerator[list[Event], None]:
     """Yield event batches until a terminal event (the consumer, a `Run`, stores the terminal batch).
 
     While it runs, an abort function sits in `aborts`: calling it ends the response with that error

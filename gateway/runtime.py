@@ -28,7 +28,7 @@ AdapterFactory = Callable[[ModelSpec], Adapter]
 
 
 class Snapshot:
-    __slots__ = ("config", "adapters", "version")
+    __slots__ = ("adapters", "config", "version")
 
     def __init__(self, config: GatewayConfig, adapters: Mapping[str, Adapter], version: int) -> None:
         self.config = config
@@ -39,7 +39,7 @@ class Snapshot:
 class Lease:
     """One request's hold on an adapter; `release()` is idempotent."""
 
-    __slots__ = ("_runtime", "adapter", "_released")
+    __slots__ = ("_released", "_runtime", "adapter")
 
     def __init__(self, runtime: Runtime, adapter: Adapter) -> None:
         self._runtime = runtime
@@ -53,7 +53,7 @@ class Lease:
 
 
 class ReloadResult:
-    __slots__ = ("version", "kept", "started", "retired")
+    __slots__ = ("kept", "retired", "started", "version")
 
     def __init__(self, version: int, kept: list[str], started: list[str], retired: list[str]) -> None:
         self.version = version

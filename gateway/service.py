@@ -14,10 +14,10 @@ from gateway.config import GatewayConfig, ModelSpec
 from gateway.conversation import build_messages
 from gateway.errors import GatewayError, InvalidRequest, ModelUnavailable
 from gateway.ids import new_id, now
+from gateway.model_lookup import resolve_model
 from gateway.normalize import tool_to_wire
 from gateway.policies import CallMapper, Plan, apply_policies, select_rules
 from gateway.protocol import ConversationRef, InputItem, ReasoningConfig, Response, ResponsesRequest, TextConfig
-from gateway.model_lookup import resolve_model
 
 __all__ = ["Prepared", "prepare_response", "response_skeleton", "settle_plan"]
 

@@ -135,6 +135,6 @@ def assign_ids(items: list[InputItem], tag: str) -> tuple[list[InputItem], list[
                 item = msgspec.structs.replace(item, data={**item.data, "id": new_ids[-1]})
         elif getattr(item, "id", None) is UNSET:
             new_ids.append(tagged_id(_ID_PREFIX[type(item)], tag))
-            item = msgspec.structs.replace(item, id=new_ids[-1])  # type: ignore[type-var]
+            item = msgspec.structs.replace(item, id=new_ids[-1])
         out.append(item)
     return out, new_ids

@@ -8,7 +8,6 @@ import pytest
 from openai import OpenAI
 
 
-
 @pytest.fixture
 def sdk(live: str) -> OpenAI:
     return OpenAI(base_url=f"{live}/v1", api_key="dummy", max_retries=0, timeout=20)

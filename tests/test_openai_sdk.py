@@ -8,7 +8,7 @@ import openai
 import pytest
 from openai import OpenAI
 
-from tests.conftest import serve, make_config
+from tests.conftest import make_config, serve
 
 TOOLS = [
     {"type": "function", "name": "exec_command", "description": "run a command",

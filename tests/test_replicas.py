@@ -10,10 +10,9 @@ import httpx
 import pytest
 import redis
 
-from tests.process import GatewayProcess
+from tests.process import GatewayProcess, wait_for
 from tests.redisproc import SHARED_URL, need_shared_redis
 from tests.sse import response_events
-from tests.process import wait_for
 
 pytestmark = pytest.mark.redis
 

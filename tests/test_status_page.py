@@ -27,7 +27,7 @@ models:
 
 def chromium_path() -> str:
     path = shutil.which("chromium") or shutil.which("chromium-browser")
-    problem = None if path else "Debian's chromium is not installed" 
+    problem = None if path else "Debian's chromium is not installed"
     problem = problem or isolation_works()
     if problem:
         if os.environ.get("MLXGW_E2E") == "required":

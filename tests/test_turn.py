@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
+from gateway.api.stored import page_items
 from gateway.errors import InvalidRequest
 from gateway.protocol import FunctionCallOutput, Message, Reasoning, UnknownItem
-from gateway.api.stored import page_items
-from gateway.turn import assign_ids
 from gateway.store import new_tag, tag_of
+from gateway.turn import assign_ids
 
 
 def test_assign_ids_fills_only_missing_ids_with_the_chain_tag() -> None:

@@ -16,11 +16,12 @@ from msgspec import Struct
 __all__ = [
     "Adapter",
     "Capabilities",
-    "TemplateMessage",
     "Delta",
     "Finish",
+    "FinishReason",
     "GenerationRequest",
     "ReasoningDelta",
+    "TemplateMessage",
     "TextDelta",
     "TokenUsage",
     "ToolCallArguments",
@@ -112,8 +113,11 @@ class TokenUsage(Struct, kw_only=True, frozen=True):
     reasoning_tokens: int = 0
 
 
+FinishReason = Literal["stop", "length", "tool_calls"]
+
+
 class Finish(_Delta, tag="finish", kw_only=True):
-    reason: Literal["stop", "length", "tool_calls"] = "stop"
+    reason: FinishReason = "stop"
     usage: TokenUsage = TokenUsage()
 
 

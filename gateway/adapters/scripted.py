@@ -18,6 +18,7 @@ from gateway.adapters.base import (
     Capabilities,
     Delta,
     Finish,
+    FinishReason,
     GenerationRequest,
     ReasoningDelta,
     TextDelta,
@@ -85,7 +86,7 @@ class ScriptedAdapter:
                 yield delta
             if step.error:
                 raise ScriptedModelError(step.error)
-            reason = "tool_calls" if step.calls else "stop"
+            reason: FinishReason = "tool_calls" if step.calls else "stop"
             yield Finish(reason=reason, usage=_usage(request, produced, reasoning))
         finally:
             self.active -= 1

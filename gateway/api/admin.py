@@ -8,9 +8,9 @@ from litestar import Request, post
 from litestar import Response as HttpResponse
 
 from gateway.access import ACCESS, Access
-from gateway.errors import InvalidRequest
 from gateway.api.bodies import json_response
-from gateway.reload import ReloadFailed, Reloader
+from gateway.errors import InvalidRequest
+from gateway.reload import Reloader, ReloadFailed
 
 __all__ = ["ADMIN_ROUTES"]
 

@@ -22,15 +22,15 @@ AnyRequest = Request[Any, Any, Any]
 
 
 def runtime_of(request: AnyRequest) -> Runtime:
-    return request.app.state.runtime  # type: ignore[no-any-return]
+    return request.app.state.runtime
 
 
 def store_of(request: AnyRequest) -> RedisStore:
-    return request.app.state.store  # type: ignore[no-any-return]
+    return request.app.state.store
 
 
 def record_of(request: AnyRequest) -> RequestRecord:
-    return request.scope["state"]["record"]  # type: ignore[no-any-return]
+    return request.scope["state"]["record"]
 
 
 def authorize(request: AnyRequest, prepared: Prepared) -> None:

@@ -26,7 +26,7 @@ AnyRequest = Request[Any, Any, Any]
 
 
 def _conversations(request: AnyRequest) -> Conversations:
-    return store_of(request).conversations  # type: ignore[no-any-return]
+    return store_of(request).conversations
 
 
 def _owner(request: AnyRequest) -> str:

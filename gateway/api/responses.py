@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 import msgspec
-
 from litestar import Request, post
 from litestar import Response as HttpResponse
 from litestar.response import Stream

@@ -10,10 +10,10 @@ from litestar.params import FromPath
 from litestar.response import Stream
 
 from gateway.access import ACCESS, Access, caller_of
-from gateway.background import follow
-from gateway.errors import InvalidRequest
 from gateway.api.bodies import json_response
 from gateway.api.context import runtime_of, store_of
+from gateway.background import follow
+from gateway.errors import InvalidRequest
 from gateway.normalize import item_to_wire
 from gateway.sse import SSE_HEADERS
 from gateway.store import response_not_found

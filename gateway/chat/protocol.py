@@ -7,9 +7,9 @@ from typing import Annotated, Any, Literal
 from msgspec import Meta, Struct
 
 __all__ = [
+    "ChatCompletionMessage",
     "ChatCompletionRequest",
     "ChatFunction",
-    "ChatCompletionMessage",
     "ChatTool",
     "ChatToolCall",
     "ChatToolCallFunction",

@@ -31,7 +31,7 @@ from gateway.protocol import (
 __all__ = ["completion_object", "decode_chat_request", "finish_reason", "to_responses_request", "usage_object"]
 
 def decode_chat_request(body: bytes) -> ChatCompletionRequest:
-    return convert(decode_object(body), ChatCompletionRequest)  # type: ignore[no-any-return]
+    return convert(decode_object(body), ChatCompletionRequest)
 
 
 def _parts(content: str | list[dict[str, Any]] | None, index: int) -> str | list[ContentPart]:

@@ -6,29 +6,28 @@ from typing import Annotated, Any, Literal
 
 from msgspec import UNSET, Meta, Struct, UnsetType
 
-
 __all__ = [
     "ALLOWED_ACTIONS",
     "ApiKey",
     "AuthConfig",
     "ClientProfile",
     "DummyArch",
-    "ItemRulesConfig",
-    "ToolAction",
-    "ToolRulesConfig",
     "GatewayConfig",
+    "ItemRulesConfig",
     "MlxModel",
     "MlxSettings",
     "MlxTesting",
     "ModelSpec",
     "PolicyConfig",
     "Sampling",
+    "Script",
     "ScriptCall",
     "ScriptStep",
     "ScriptedModel",
-    "Script",
     "ServerConfig",
     "StoreConfig",
+    "ToolAction",
+    "ToolRulesConfig",
 ]
 
 
@@ -41,7 +40,7 @@ Positive = Annotated[int, Meta(ge=1)]
 ModelName = Annotated[str, Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/@+-]*$", max_length=256)]
 
 
-class ServerConfig(Base):
+class ServerConfig(Base, frozen=True):
     host: str = "127.0.0.1"
     port: Port = 8080
     max_body_bytes: Positive = 32 * 1024 * 1024
@@ -54,7 +53,7 @@ class ServerConfig(Base):
     shutdown_grace_seconds: Annotated[float, Meta(ge=0, le=3600)] = 30.0
 
 
-class StoreConfig(Base):
+class StoreConfig(Base, frozen=True):
     url: str = "memory://"
     ttl_seconds: Positive = 30 * 24 * 3600
     key_prefix: Annotated[str, Meta(pattern=r"^[A-Za-z0-9._:-]+$")] = "mlxgw"
@@ -71,7 +70,7 @@ class StoreConfig(Base):
     owner_lease_seconds: Annotated[float, Meta(ge=1, le=300)] = 10.0
 
 
-class Sampling(Base):
+class Sampling(Base, frozen=True):
     """Defaults applied when a request does not set them."""
 
     temperature: Annotated[float, Meta(ge=0, le=2)] | None = None
@@ -79,7 +78,7 @@ class Sampling(Base):
     max_output_tokens: Positive | None = None
 
 
-class ScriptCall(Base):
+class ScriptCall(Base, frozen=True):
     """One tool call the scripted model makes: `function:` or `custom:` (exactly one)."""
 
     function: str | None = None
@@ -89,7 +88,7 @@ class ScriptCall(Base):
     call_id: str | None = None
 
 
-class ScriptStep(Base):
+class ScriptStep(Base, frozen=True):
     """What the scripted model answers when the conversation holds N tool outputs."""
 
     reasoning: str | None = None
@@ -98,7 +97,7 @@ class ScriptStep(Base):
     error: str | None = None  # fail the response after emitting the rest
 
 
-class Script(Base):
+class Script(Base, frozen=True):
     mode: Literal["steps", "echo"] = "steps"
     steps: list[ScriptStep] = []
     chunk_chars: Positive = 8
@@ -106,7 +105,7 @@ class Script(Base):
     first_delay_ms: Annotated[float, Meta(ge=0)] = 0.0
 
 
-class ModelBase(Base, tag_field="adapter"):
+class ModelBase(Base, frozen=True, tag_field="adapter"):
     name: ModelName
     aliases: list[ModelName] = []
     context_length: Positive = 32768
@@ -115,13 +114,13 @@ class ModelBase(Base, tag_field="adapter"):
     policy: str = "default"
 
 
-class ScriptedModel(ModelBase, tag="scripted", kw_only=True):
+class ScriptedModel(ModelBase, frozen=True, tag="scripted", kw_only=True):
     """A deterministic model for tests and for checking client wiring without weights."""
 
     script: Script = Script()
 
 
-class DummyArch(Base):
+class DummyArch(Base, frozen=True):
     """`source: dummy`: a qwen2-shaped model with seeded random weights and a locally trained tokenizer."""
 
     hidden_size: Positive = 64
@@ -134,7 +133,7 @@ class DummyArch(Base):
     seed: int = 0
 
 
-class MlxTesting(Base):
+class MlxTesting(Base, frozen=True):
     """Test-only hooks; never set them for real use. `force: last_user` makes the model emit the
     last user message verbatim (then EOS) through a logits processor; `\\x1f` in it splits
     tokenization so markers can arrive as several tokens. `step_delay_ms` slows each decode step.
@@ -146,7 +145,7 @@ class MlxTesting(Base):
     distinct: bool = False
 
 
-class MlxModel(ModelBase, tag="mlx", kw_only=True):
+class MlxModel(ModelBase, frozen=True, tag="mlx", kw_only=True):
     """A model served by mlx-lm in its own worker process."""
 
     source: Annotated[str, Meta(min_length=1)]  # hf:<org>/<repo> | a local directory | dummy
@@ -180,7 +179,7 @@ ALLOWED_ACTIONS: dict[str, frozenset[str]] = {
 }
 
 
-class ToolRulesConfig(Base):
+class ToolRulesConfig(Base, frozen=True):
     """Per tool kind, per wire type, or per tool name: what the model gets. Unset keys inherit."""
 
     function: ToolAction | UnsetType = UNSET
@@ -193,20 +192,20 @@ class ToolRulesConfig(Base):
     names: dict[str, ToolAction] = {}
 
 
-class ItemRulesConfig(Base):
+class ItemRulesConfig(Base, frozen=True):
     unknown: Literal["text", "drop", "reject"] | UnsetType = UNSET
     reasoning: Literal["keep", "drop"] | UnsetType = UNSET
     images: Literal["note", "reject"] | UnsetType = UNSET
 
 
-class PolicyConfig(Base):
+class PolicyConfig(Base, frozen=True):
     """One named layer of tool and item rules."""
 
     tools: ToolRulesConfig = ToolRulesConfig()
     items: ItemRulesConfig = ItemRulesConfig()
 
 
-class ClientProfile(Base):
+class ClientProfile(Base, frozen=True):
     """Requests whose headers match (every regex, case-insensitive names) get `policy` on top."""
 
     name: str
@@ -218,7 +217,7 @@ class ClientProfile(Base):
 EnvName = Annotated[str, Meta(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
 
 
-class ApiKey(Base):
+class ApiKey(Base, frozen=True):
     """A client key: its value is read from the environment variable `env`; `models` limits what it may use."""
 
     name: Annotated[str, Meta(min_length=1, max_length=64)]
@@ -226,14 +225,14 @@ class ApiKey(Base):
     models: list[str] = []
 
 
-class AuthConfig(Base):
+class AuthConfig(Base, frozen=True):
     """Secrets are never written in the manifest: it names the environment variables holding them."""
 
     admin_key_env: EnvName | None = None
     keys: list[ApiKey] = []
 
 
-class MlxSettings(Base):
+class MlxSettings(Base, frozen=True):
     """Shared by every mlx model: how many may be loaded at once, and where dummy models are built."""
 
     max_loaded_models: Positive | None = None
@@ -245,7 +244,7 @@ class MlxSettings(Base):
     allowed_paths: list[str] = []
 
 
-class GatewayConfig(Base):
+class GatewayConfig(Base, frozen=True):
     server: ServerConfig = ServerConfig()
     auth: AuthConfig = AuthConfig()
     store: StoreConfig = StoreConfig()

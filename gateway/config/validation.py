@@ -62,7 +62,7 @@ def _walk_struct(value: Any, tp: type[msgspec.Struct], path: str, out: list[str]
     if config.tag is not None and value.get(config.tag_field) != config.tag:
         got = value.get(config.tag_field)
         message = f"expected {config.tag!r}, got {got!r}" if config.tag_field in value else "required"
-        out.append(f"{_join(path, config.tag_field)}: {message}")
+        out.append(f"{_join(path, str(config.tag_field))}: {message}")
         return
     fields = {f.encode_name: f for f in msgspec.structs.fields(tp)}
     for key in value:

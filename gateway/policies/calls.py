@@ -26,7 +26,7 @@ def unwrap_input(arguments: str) -> str:
         return arguments
     if isinstance(value, dict):
         if isinstance(value.get(WRAPPED_ARGUMENT), str):
-            return value[WRAPPED_ARGUMENT]  # type: ignore[no-any-return]
+            return value[WRAPPED_ARGUMENT]
         strings = [v for v in value.values() if isinstance(v, str)]
         if len(value) == 1 and strings:
             return strings[0]

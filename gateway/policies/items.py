@@ -10,8 +10,8 @@ from msgspec import Struct
 from gateway.errors import InvalidRequest
 from gateway.protocol import (
     ContentPart,
-    FunctionCallOutput,
     CustomToolCallOutput,
+    FunctionCallOutput,
     InputImage,
     InputItem,
     InputText,
@@ -64,7 +64,7 @@ def apply_item_rules(
     return kept, degradations
 
 
-def _without_images(item, rules: ItemRules, index: int, degradations: list[str]):  # type: ignore[no-untyped-def]
+def _without_images(item, rules: ItemRules, index: int, degradations: list[str]):
     field = "content" if isinstance(item, Message) else "output"
     parts = getattr(item, field)
     if isinstance(parts, str) or not any(isinstance(p, InputImage) for p in parts):

@@ -15,7 +15,16 @@ from msgspec import Struct
 from gateway.adapters.base import ToolSpec
 from gateway.config import ALLOWED_ACTIONS, ToolAction
 from gateway.errors import InvalidRequest
-from gateway.protocol import CustomTool, FunctionTool, HostedTool, LocalShellTool, NamespaceTool, Tool, UnknownTool
+from gateway.protocol import (
+    CustomTool,
+    FunctionTool,
+    HostedTool,
+    LocalShellTool,
+    NamespaceTool,
+    Tool,
+    ToolChoice,
+    UnknownTool,
+)
 
 __all__ = [
     "NAMESPACE_SEPARATOR",
@@ -48,7 +57,7 @@ class ToolRules(Struct, frozen=True, kw_only=True):
             return self.names[name]
         if tool_type in self.types:
             return self.types[tool_type]
-        return getattr(self, kind)  # type: ignore[no-any-return]
+        return getattr(self, kind)
 
 
 class ToolRoute(Struct, frozen=True, kw_only=True):
@@ -94,7 +103,7 @@ def tool_kind(tool: Tool) -> tuple[str, str, str | None]:
 def _hosted_name(options: dict[str, Any]) -> str | None:
     for key in ("name", "server_label"):
         if isinstance(options.get(key), str):
-            return options[key]  # type: ignore[no-any-return]
+            return options[key]
     return None
 
 
@@ -172,7 +181,7 @@ def _wrapped_spec(tool: CustomTool, namespace: str | None) -> ToolSpec:
     )
 
 
-def resolve_tool_choice(choice: str | dict[str, Any], plan: ToolPlan) -> str | dict[str, Any]:
+def resolve_tool_choice(choice: ToolChoice, plan: ToolPlan) -> ToolChoice:
     """`tool_choice` in terms of what the model sees; may narrow `plan.specs` (allowed_tools)."""
     if isinstance(choice, str):
         return choice

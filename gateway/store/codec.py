@@ -13,14 +13,14 @@ from gateway.store.base import StoredItem
 __all__ = [
     "LOST",
     "LOST_EVENT_TEMPLATE",
-    "item_id",
     "decode_input",
     "decode_item",
-    "encode_item",
     "decode_output",
     "decode_response",
     "encode",
+    "encode_item",
     "event_triples",
+    "item_id",
     "present",
 ]
 
@@ -81,7 +81,7 @@ def present(response: Response, status: str, output: list[OutputItem]) -> Respon
     error = response.error
     if status == "failed" and error is None:
         error = LOST  # only the reaper fails a response without an error of its own
-    return msgspec.structs.replace(response, status=status, output=output, error=error)  # type: ignore[arg-type]
+    return msgspec.structs.replace(response, status=status, output=output, error=error)
 
 
 def event_triples(events: Sequence[Event]) -> list[bytes | int | str]:

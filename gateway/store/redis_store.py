@@ -307,11 +307,11 @@ class RedisStore:
         reply = await self._run("APPEND", tag, response_id, self.ttl_ms, status or "", *logged)
         if reply == b"ok" and logged:
             await self._account(tag, response_id, size_of(logged))
-        return reply.decode()  # type: ignore[no-any-return]
+        return reply.decode()
 
     async def heartbeat(self, response_id: str) -> Signal:
         reply = await self._run("HEARTBEAT", _tag(response_id), response_id, self._lease_ms)
-        return reply.decode()  # type: ignore[no-any-return]
+        return reply.decode()
 
     async def read(self, response_id: str, after: int, wait: float) -> list[LoggedEvent]:
         key = self.keys.events(_tag(response_id), response_id)
@@ -351,7 +351,7 @@ class RedisStore:
 
     async def reap(self, response_id: str) -> str:
         reply = await self._run("REAP", _tag(response_id), response_id, self.ttl_ms, LOST_EVENT_TEMPLATE)
-        return reply.decode()  # type: ignore[no-any-return]
+        return reply.decode()
 
     # -------------------------------------------------------------- state
 
@@ -382,7 +382,7 @@ class RedisStore:
         async with self._reach("evict"):
             reply = await self._scripts["EVICT"](keys=[self.keys.record(tag, response_ids[0])],
                                                  args=[self.keys.space(tag), *response_ids])
-        return reply[0] == b"ok"  # type: ignore[no-any-return]
+        return reply[0] == b"ok"
 
     async def aclose(self) -> None:
         with contextlib.suppress(Exception):  # closing a client whose server is gone must not fail shutdown

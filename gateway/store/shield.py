@@ -26,3 +26,4 @@ async def shielded(awaitable: Awaitable[T], timeout: float = 30.0) -> T:
                 return await awaitable
         except TimeoutError:
             raise StoreUnavailable("The response store did not answer in time.") from None
+    raise AssertionError("unreachable: a shielded scope is never cancelled from outside")

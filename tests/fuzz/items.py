@@ -43,7 +43,7 @@ def content_part(g: Gen, *, output: bool = False) -> Any:
         return g.obj({"type": kind}, {"refusal": v.T}, required=("refusal",))
     if kind in ("reasoning_text", "summary_text"):
         return g.obj({"type": kind}, {"text": v.T}, required=("text",))
-    unknown = g.pick("unknown_part_type", lambda v: st.sampled_from(UNKNOWN_TYPES + ["image", "audio"]) | v.S)
+    unknown = g.pick("unknown_part_type", lambda v: st.sampled_from([*UNKNOWN_TYPES, "image", "audio"]) | v.S)
     return g.obj({"type": unknown}, {"text": v.T, "data": v.any_json})
 
 

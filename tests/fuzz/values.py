@@ -62,7 +62,7 @@ class Vocab:
     def __init__(self, dirty: bool, surrogates: bool = False) -> None:
         specials = SPECIAL_STRINGS + (SURROGATES if surrogates else [])
         self.S = st.one_of(st.text(max_size=12), st.sampled_from(specials))
-        joined = st.lists(st.sampled_from(specials + ["ab", "x"]), min_size=2, max_size=5).map("".join)
+        joined = st.lists(st.sampled_from([*specials, "ab", "x"]), min_size=2, max_size=5).map("".join)
         lengths = [300] * 6 + [5000] * 2 + ([70_000, 300_000] if dirty else [])  # past max_body_bytes: 413
         long = repeated(lengths, ["x", "é", "\x00", '"', "中"])
         self.T = st.one_of(*[st.text(max_size=20)] * 8, *[st.sampled_from(specials)] * 5, *[joined] * 4, long)

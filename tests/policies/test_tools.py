@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from gateway.errors import InvalidRequest
 from gateway.normalize import decode_request
 from gateway.policies.tools import ToolRoute, ToolRules, plan_tools, resolve_tool_choice
-
-import json
 
 FUNCTION = {"type": "function", "name": "exec_command", "description": "run", "parameters": {"type": "object", "properties": {"cmd": {"type": "string"}}}}
 CUSTOM = {"type": "custom", "name": "apply_patch", "description": "Edit files.",

@@ -14,8 +14,8 @@ from gateway.errors import InvalidRequest, NotFound, PreviousResponseNotFound
 from gateway.events import ErrorEvent, ResponseCreated, ResponseInProgress
 from gateway.protocol import Message, OutputText, Response
 from gateway.store import RedisStore, TurnRecord, new_tag, tagged_id
-from gateway.store.codec import decode_input
 from gateway.store.base import StoredItem
+from gateway.store.codec import decode_input
 from tests.store.conftest import build_chain, keys_of
 
 

@@ -174,7 +174,7 @@ def _write_weights(arch: DummyArch, config: dict[str, object], path: Path) -> No
     mx.save_safetensors(str(path), weights, metadata={"format": "mlx"})
 
 
-def _train_tokenizer(arch: DummyArch):  # type: ignore[no-untyped-def]
+def _train_tokenizer(arch: DummyArch):
     from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, trainers
 
     tokenizer = Tokenizer(models.BPE())
@@ -223,7 +223,7 @@ def _corpus() -> list[str]:
             body = " ".join(rng.choice(_CODE) for _ in range(rng.randint(2, 6)))
             lines.append(f"def {name}({args}):\n    {body} = {rng.randint(0, 999)}")
         elif kind == 2:
-            arguments = {rng.choice(_WORDS): rng.choice(_WORDS + [str(rng.randint(0, 99))]) for _ in range(2)}
+            arguments = {rng.choice(_WORDS): rng.choice([*_WORDS, str(rng.randint(0, 99))]) for _ in range(2)}
             name = rng.choice(["exec_command", "read", "write", "get_weather"])
             call = json.dumps({"name": name, "arguments": arguments})
             lines.append(f"<tool_call>\n{call}\n</tool_call>")

@@ -16,10 +16,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 from gateway.adapters.mlx.model import LoadedModel, RenderError
-from gateway.adapters.mlx.source import LoadError, resolve_source
 from gateway.adapters.mlx.scheduler import Scheduler
 from gateway.adapters.mlx.slot import Job, TooLong
-from gateway.adapters.mlx.wire import Done, Failed, Load, LoadFailed, WireMessage, Ready, Rendered, LoadStatus
+from gateway.adapters.mlx.source import LoadError, resolve_source
+from gateway.adapters.mlx.wire import Done, Failed, Load, LoadFailed, LoadStatus, Ready, Rendered, WireMessage
 
 __all__ = ["Engine", "Job"]
 
@@ -73,7 +73,7 @@ class Engine:
         except LoadError as exc:
             self._send(LoadFailed(reason=str(exc)))
             return
-        except Exception as exc:  # noqa: BLE001 - report any failure as a load failure with its reason
+        except Exception as exc:
             log.exception("load crashed")
             self._send(LoadFailed(reason=f"{type(exc).__name__}: {exc}"))
             return
@@ -92,7 +92,7 @@ class Engine:
             try:
                 for request_id in cancels:
                     scheduler.cancel(request_id)
-            except Exception as exc:  # noqa: BLE001 - the engine thread must survive whatever a cancel hits
+            except Exception as exc:
                 log.exception("cancel failed")
                 scheduler.fail_all("model_error", f"generation failed: {type(exc).__name__}: {exc}")
             scheduler.step()
@@ -119,7 +119,7 @@ class Engine:
             self._fail(request_id, "invalid_request", str(exc))
         except TooLong as exc:
             self._fail(request_id, "context_length_exceeded", str(exc))
-        except Exception as exc:  # noqa: BLE001 - one broken request must not take the worker down
+        except Exception as exc:
             log.exception("request setup failed")
             self._fail(request_id, "model_error", f"generation failed: {type(exc).__name__}: {exc}")
 

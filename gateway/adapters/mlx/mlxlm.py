@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, cast
 
 if TYPE_CHECKING:
     import mlx.core as mx
@@ -77,7 +77,7 @@ def load(path: Path) -> tuple[nn.Module, Tokenizer]:
     from mlx_lm.utils import load as mlx_load
 
     model, tokenizer = mlx_load(str(path))[:2]
-    return model, tokenizer
+    return model, cast(Tokenizer, tokenizer)  # mlx-lm's TokenizerWrapper, seen through our protocol
 
 
 class ToolParser(NamedTuple):
@@ -171,7 +171,7 @@ def generation_stream() -> mx.Stream:
     """The stream mlx-lm computes on (thread-local: the engine thread's own)."""
     from mlx_lm.generate import generation_stream as stream
 
-    return stream
+    return cast("mx.Stream", stream)  # a thread-local proxy that behaves as the stream
 
 
 def make_sampler(temperature: float, top_p: float) -> Sampler:
@@ -217,7 +217,9 @@ class Batch:
                processors: list[LogitsProcessor]) -> int:
         """Add a sequence: `held` are the tokens `cache` holds, `prompt` the ones still to feed. Its uid."""
         (uid,) = self._generator.insert(
-            [list(prompt)], max_tokens=[budget], caches=[cache], all_tokens=[list(held)], samplers=[sampler],
+            # mlx-lm types `caches` as lists of caches but accepts None for "make a fresh one".
+            [list(prompt)], max_tokens=[budget], caches=[cast(Any, cache)], all_tokens=[list(held)],
+            samplers=[sampler],
             logits_processors=[processors], stop_sequences=[self._stop],
         )
         return int(uid)

@@ -42,7 +42,7 @@ class LoadedModel:
         started = time.perf_counter()
         try:
             self.model, self.tokenizer = mlxlm.load(path)
-        except Exception as exc:  # noqa: BLE001 - mlx-lm raises many kinds; the reason matters
+        except Exception as exc:
             raise LoadError(f"mlx-lm could not load '{path}': {type(exc).__name__}: {exc}") from None
         unchanged_after_load(path)
         if not self.tokenizer.has_chat_template:
@@ -79,7 +79,7 @@ class LoadedModel:
             text = self.tokenizer.apply_chat_template(
                 messages, tools=tools, add_generation_prompt=True, tokenize=False, **template_kwargs(request)
             )
-        except Exception as exc:  # noqa: BLE001 - jinja raises TemplateError, TypeError, ...
+        except Exception as exc:
             raise RenderError(f"the model's chat template rejected the conversation: {exc}") from None
         return text, list(self.tokenizer.encode(text, add_special_tokens=False))
 

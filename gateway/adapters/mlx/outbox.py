@@ -81,6 +81,6 @@ class Outbox:
 def _append(held: list[Delta], delta: Delta) -> None:
     last = held[-1] if held else None
     if isinstance(delta, _JOINABLE) and type(last) is type(delta):
-        held[-1] = type(delta)(text=last.text + delta.text)  # type: ignore[union-attr]
+        held[-1] = type(delta)(text=last.text + delta.text)
     else:
         held.append(delta)

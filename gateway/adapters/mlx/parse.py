@@ -26,7 +26,7 @@ log = logging.getLogger("gateway.mlx.parse")
 class Markers:
     """What a model writes around reasoning and tool calls, and how its calls are parsed."""
 
-    __slots__ = ("think_start", "think_end", "call_start", "call_end", "parse_call")
+    __slots__ = ("call_end", "call_start", "parse_call", "think_end", "think_start")
 
     def __init__(
         self,
@@ -137,7 +137,7 @@ class OutputParser:
         assert self._markers.parse_call is not None
         try:
             result = self._markers.parse_call(text, self._tools)
-        except Exception:  # noqa: BLE001 - every parser has its own failure modes
+        except Exception:
             return None
         items = result if isinstance(result, list) else [result]
         calls = []

@@ -58,7 +58,7 @@ class Hit:
 
 
 class _Entry:
-    __slots__ = ("tokens", "prompt_length", "cache", "nbytes", "key", "used")
+    __slots__ = ("cache", "key", "nbytes", "prompt_length", "tokens", "used")
 
     def __init__(self, tokens: list[int], prompt_length: int, cache: list[Any], key: str | None, used: int) -> None:
         self.tokens = tokens

@@ -29,13 +29,13 @@ from gateway.adapters.mlx.wire import (
     Generate,
     Load,
     LoadFailed,
+    LoadStatus,
     Log,
     ModelInfo,
     Ready,
     Render,
     Rendered,
     Shutdown,
-    LoadStatus,
 )
 from gateway.config import MlxModel
 from gateway.errors import ContextLengthExceeded, GatewayError, InvalidRequest, ModelUnavailable
@@ -185,7 +185,7 @@ class WorkerProcess:
                 self._dispatch(wire.decode(body))
         except (asyncio.IncompleteReadError, ConnectionError, wire.FrameError):
             pass
-        except Exception:  # noqa: BLE001 - a garbled frame ends the worker, not the gateway
+        except Exception:
             log.exception("mlx_worker_protocol_error", model=self.spec.name)
         finally:
             await self._on_exit()
@@ -253,7 +253,7 @@ class WorkerProcess:
 
     def _reap(self) -> int | None:
         self._process.join(timeout=5)
-        return self._process.exitcode  # type: ignore[no-any-return]
+        return self._process.exitcode
 
     async def stop(self, grace: float = 5.0) -> None:
         """Ask the worker to exit; kill it if it has not within `grace` seconds."""

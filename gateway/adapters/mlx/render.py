@@ -24,7 +24,7 @@ from typing import Any
 
 from msgspec import Struct
 
-from gateway.adapters.base import TemplateMessage, GenerationRequest, ToolSpec
+from gateway.adapters.base import GenerationRequest, TemplateMessage, ToolSpec
 
 __all__ = ["RenderRules", "normalize_for_template", "probe_rules", "template_kwargs", "tool_dicts"]
 
@@ -45,7 +45,7 @@ def probe_rules(render: TemplateFn, system_messages: str = "auto") -> RenderRule
         messages = [{"role": role, "content": f"probe-sentinel-{i}-{role}"} for i, (role, _) in enumerate(turns)]
         try:
             text = render(messages)
-        except Exception:  # noqa: BLE001 - any template failure means "not accepted"
+        except Exception:
             return False
         return all(m["content"] in text for m in messages)
 

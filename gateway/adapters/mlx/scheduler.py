@@ -116,7 +116,7 @@ class Scheduler:
             elif self._batch:
                 self._step_batch()
             self._maybe_go_solo()
-        except Exception as exc:  # noqa: BLE001 - a broken step fails its requests, not the worker
+        except Exception as exc:
             log.exception("generation step failed")
             self.fail_all("model_error", f"generation failed: {type(exc).__name__}: {exc}")
             return
@@ -177,18 +177,18 @@ class Scheduler:
                 self._progress(slot, response.progress[0])
         if fed:
             self._measured(fed, elapsed)
-        for response in generation_responses:
-            slot = self._batch.get(response.uid)
+        for generated in generation_responses:
+            slot = self._batch.get(generated.uid)
             if slot is None:
                 continue
             self._first_token(slot)
-            finished = self._emit(slot, response.token)
-            if response.finish_reason is not None:
-                del self._batch[response.uid]
-                self._finish(slot, response.prompt_cache, response.all_tokens)
+            finished = self._emit(slot, generated.token)
+            if generated.finish_reason is not None:
+                del self._batch[generated.uid]
+                self._finish(slot, generated.prompt_cache, generated.all_tokens)
             elif finished:  # a stop string, which the generator does not know about
-                del self._batch[response.uid]
-                self._finish(slot, *generator.remove(response.uid))
+                del self._batch[generated.uid]
+                self._finish(slot, *generator.remove(generated.uid))
 
     # ------------------------------------------------------------ moving between solo and batch
 
@@ -272,13 +272,13 @@ class Scheduler:
                 "seconds": round(seconds, 3), "tokens_per_second": round(computed / seconds, 1) if seconds else None,
                 "waited": round(slot.admitted - slot.arrived, 3)}})
 
-    def _finish(self, slot: Slot, cache: mlxlm.Cache | None, tokens: list[int]) -> None:
+    def _finish(self, slot: Slot, cache: mlxlm.Cache | None, tokens: list[int] | None) -> None:
         self._out.deltas(slot.request_id, slot.sequence.finish(cached=slot.cached))
         self._done(slot, "finished")
         self._keep(slot, cache, tokens)
 
-    def _keep(self, slot: Slot, cache: mlxlm.Cache | None, tokens: list[int]) -> None:
-        if cache is not None and len(tokens) > slot.cached:
+    def _keep(self, slot: Slot, cache: mlxlm.Cache | None, tokens: list[int] | None) -> None:
+        if cache is not None and tokens is not None and len(tokens) > slot.cached:
             self.prefix.store(tokens, cache, prompt_length=len(slot.prompt), key=slot.key)
 
     def _done(self, slot: Slot, outcome: Literal["finished", "cancelled", "failed"]) -> None:

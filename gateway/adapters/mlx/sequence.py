@@ -6,7 +6,7 @@ It does not care how tokens are produced: the solo decoder and the batch generat
 
 from __future__ import annotations
 
-from gateway.adapters.base import Delta, Finish, GenerationRequest, ReasoningDelta, TokenUsage
+from gateway.adapters.base import Delta, Finish, FinishReason, GenerationRequest, ReasoningDelta, TokenUsage
 from gateway.adapters.mlx.model import LoadedModel
 from gateway.adapters.mlx.parse import OutputParser
 from gateway.adapters.mlx.render import tool_dicts
@@ -45,7 +45,7 @@ class TokenSequence:
         `cached`: prompt tokens that came from the prefix cache instead of being computed."""
         self._detokenizer.finalize()
         tail = self._parser.feed(self._detokenizer.last_segment) + self._parser.close()
-        reason = "length"
+        reason: FinishReason = "length"
         if self.stopped:
             reason = "tool_calls" if self._parser.calls else "stop"
         usage = TokenUsage(

@@ -26,7 +26,7 @@ class TooLong(Exception):
 class Job:
     """A request as the reader thread hands it over; `cancelled` may be set from that thread."""
 
-    __slots__ = ("request", "render_only", "cancelled", "generated", "generated_at_cancel")
+    __slots__ = ("cancelled", "generated", "generated_at_cancel", "render_only", "request")
 
     def __init__(self, request: GenerationRequest, *, render_only: bool = False) -> None:
         self.request = request

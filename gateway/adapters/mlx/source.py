@@ -117,7 +117,7 @@ def _progress(status: StatusFn) -> Any:
     """A tqdm that also reports to the gateway, so /health shows how far a download is."""
     from huggingface_hub.utils import tqdm
 
-    class Progress(tqdm):  # type: ignore[misc, valid-type]
+    class Progress(tqdm):
         def update(self, n: float | None = 1) -> bool | None:
             shown = super().update(n)
             status("downloading", int(self.n), int(self.total or 0))

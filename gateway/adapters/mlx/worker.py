@@ -63,7 +63,7 @@ class _Forward(logging.Handler):
             fields["exception"] = self.format(record).split("\n", 1)[-1]
         try:
             self.channel.send(Log(level=record.levelname.lower(), event=record.getMessage(), fields=fields))
-        except Exception:  # noqa: BLE001 - logging must never break the worker
+        except Exception:
             self.handleError(record)
 
 

@@ -75,8 +75,8 @@ def health(base: str, model: str) -> dict[str, Any]:
 @pytest.mark.parametrize("model", ["distinct", "plain"])
 def test_concurrent_greedy_answers_equal_their_solo_answers(base: str, model: str) -> None:
     lengths = [40, 24, 48, 32]
-    solo = [answer(stream(base, model, text, n)) for text, n in zip(PROMPTS, lengths)]
-    assert all(tokens == n for (_, tokens), n in zip(solo, lengths))  # every answer ran to its budget
+    solo = [answer(stream(base, model, text, n)) for text, n in zip(PROMPTS, lengths, strict=False)]
+    assert all(tokens == n for (_, tokens), n in zip(solo, lengths, strict=False))  # every answer ran to its budget
     if model == "distinct":
         assert len({text for text, _ in solo}) == len(solo) and all(len(set(t)) > 5 for t, _ in solo)
 
@@ -98,7 +98,7 @@ def test_concurrent_greedy_answers_equal_their_solo_answers(base: str, model: st
     with concurrent.futures.ThreadPoolExecutor(len(PROMPTS)) as pool:
         leader = pool.submit(first)
         assert first_deltas.wait(30)
-        others = [pool.submit(stream, base, model, text, n) for text, n in zip(PROMPTS[1:], lengths[1:])]
+        others = [pool.submit(stream, base, model, text, n) for text, n in zip(PROMPTS[1:], lengths[1:], strict=False)]
         runs = [leader.result(60), *(f.result(60) for f in others)]
     assert [answer(run) for run in runs] == solo
     spans = [(delta_times(run)[0], delta_times(run)[-1]) for run in runs]

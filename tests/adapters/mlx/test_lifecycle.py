@@ -70,7 +70,7 @@ def test_a_model_that_cannot_load_answers_503_with_the_reason(base: str) -> None
 def test_a_load_failure_while_streaming_ends_with_response_failed(base: str) -> None:
     time.sleep(1.1)  # past the first backoff step of 'offline' (1 s), so this request tries again
     events = [e for _, e in timed_stream(base, "offline", "hi")]
-    assert [e["type"] for e in events][0] == "response.created"
+    assert next(e["type"] for e in events) == "response.created"
     assert events[-1]["type"] == "response.failed"
     assert events[-1]["response"]["error"]["code"] == "model_unavailable"
     assert health(base, "offline")["load_failures"] == 2
