@@ -91,7 +91,7 @@ class _OwnedRun:
         assert me is not None
         watcher = asyncio.get_running_loop().create_task(self._watch(me))
         try:
-            async with contextlib.aclosing(self._batches):  # type: ignore[type-var]
+            async with contextlib.aclosing(self._batches):
                 async for batch in self._batches:
                     await self._log(batch)
                     if self.ended or self.stop is not None:

@@ -92,7 +92,7 @@ def _models(config: GatewayConfig) -> int:
         rows.append(
             (
                 model.name,
-                model.__struct_config__.tag,  # type: ignore[arg-type]
+                model.kind,
                 ",".join(model.aliases) or "-",
                 str(model.context_length),
                 model.policy,
@@ -119,7 +119,7 @@ def _pull(config: GatewayConfig, name: str) -> int:
         print(f"gateway: {exc.message}", file=sys.stderr)
         return 1
     if not isinstance(model, MlxModel):
-        print(f"{model.name}: a {model.__struct_config__.tag} model has no files to pull")
+        print(f"{model.name}: a {model.kind} model has no files to pull")
         return 0
 
     cache_dir = default_cache_dir(config.mlx)

@@ -43,6 +43,13 @@ __all__ = [
 class Event(Struct, tag_field="type", kw_only=True):
     sequence_number: int
 
+    @property
+    def event_type(self) -> str:
+        """The event name (`type` on the wire): the struct's tag."""
+        tag = self.__struct_config__.tag
+        assert isinstance(tag, str), "every event class declares its tag"
+        return tag
+
 
 class ResponseCreated(Event, tag="response.created", kw_only=True):
     response: Response

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 import msgspec
@@ -99,7 +99,7 @@ class Run:
             await self._store.begin(record, background=self.background)
         self._lease = self._runtime.lease(self.prepared.adapter)
 
-    async def events(self) -> AsyncIterator[list[Event]]:
+    async def events(self) -> AsyncGenerator[list[Event], None]:
         """Event batches from `response.created` to the terminal event (or until the consumer stops)."""
         if self._lease is None:
             raise RuntimeError("Run.begin() must be awaited before events()")

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from typing import Literal
 
 import structlog
 
@@ -25,7 +27,16 @@ __all__ = ["RunStats", "run_generation"]
 
 log = structlog.get_logger()
 
-_END = object()
+
+class _Marker(enum.Enum):
+    END = enum.auto()
+
+
+_END = _Marker.END  # the adapter's stream ended
+
+# What the pump task hands the generation loop: a delta, the adapter's exception, the end marker
+# or, put by an abort function, the error to fail the response with.
+_Item = Delta | BaseException | Literal[_Marker.END]
 
 
 class RunStats:
@@ -63,7 +74,7 @@ class RunStats:
         return None if self.first_token is None else round((self.first_token - self.started) * 1000, 2)
 
 
-async def _pump(stream: AsyncIterator[Delta], queue: asyncio.Queue[object]) -> None:
+async def _pump(stream: AsyncIterator[Delta], queue: asyncio.Queue[_Item]) -> None:
     try:
         async with contextlib.aclosing(stream):  # type: ignore[type-var]
             async for delta in stream:
@@ -93,7 +104,7 @@ async def run_generation(
     """
     loop = asyncio.get_running_loop()
     yield assembler.start(queued=queued)
-    queue: asyncio.Queue[object] = asyncio.Queue()
+    queue: asyncio.Queue[_Item] = asyncio.Queue()
     pump = asyncio.create_task(_pump(adapter.generate(generation), queue))
     abort = queue.put_nowait
     if aborts is not None:
@@ -132,7 +143,7 @@ async def run_generation(
             stats.finished = time.perf_counter()
 
 
-def _consume(item: object, assembler: Assembler, mapper: CallMapper, stats: RunStats) -> list[Event]:
+def _consume(item: _Item, assembler: Assembler, mapper: CallMapper, stats: RunStats) -> list[Event]:
     if item is _END:
         return _fail(assembler, stats, GatewayError("The model stream ended without finishing."))
     if isinstance(item, GatewayError):
@@ -141,7 +152,7 @@ def _consume(item: object, assembler: Assembler, mapper: CallMapper, stats: RunS
         log.error("adapter_crashed", exc_info=item)
         return _fail(assembler, stats, GatewayError(f"The model adapter failed ({type(item).__name__})."))
     events: list[Event] = []
-    for delta in mapper.map(item):  # type: ignore[arg-type]
+    for delta in mapper.map(item):
         if stats.first_token is None and not isinstance(delta, Finish):
             stats.first_token = time.perf_counter()
         if isinstance(delta, Finish):

@@ -22,7 +22,7 @@ def encode_events(events: Sequence[Event]) -> bytes:
     buffer = bytearray()
     for event in events:
         buffer += b"event: "
-        buffer += event.__struct_config__.tag.encode()  # type: ignore[union-attr]
+        buffer += event.event_type.encode()
         buffer += b"\ndata: "
         buffer += _ENCODER.encode(event)
         buffer += b"\n\n"

@@ -62,7 +62,10 @@ def test_stream_and_non_stream_agree(client: TestClient) -> None:
     body = {"model": "demo", "input": "hi"}
     plain = client.post("/v1/responses", json=body).json()
     final = response_events(client.post("/v1/responses", json={**body, "stream": True}).text)[-1]["response"]
-    strip = lambda r: [{k: v for k, v in item.items() if k not in ("id", "call_id")} for item in r["output"]]  # noqa: E731
+
+    def strip(response: dict[str, Any]) -> list[dict[str, Any]]:
+        return [{k: v for k, v in item.items() if k not in ("id", "call_id")} for item in response["output"]]
+
     assert strip(plain) == strip(final)
     assert plain["usage"] == final["usage"]
 

@@ -8,21 +8,27 @@ from types import MappingProxyType
 from gateway.adapters.base import Adapter, Capabilities, Delta, GenerationRequest
 from gateway.adapters.mlx import MlxAdapter, WorkerPool
 from gateway.adapters.scripted import ScriptedAdapter
-from gateway.config import ModelSpec
+from gateway.config import MlxModel, ModelSpec, ScriptedModel
 
 __all__ = ["ADAPTERS", "Adapter", "Capabilities", "Delta", "GenerationRequest", "WorkerPool", "build_adapter"]
 
 
+# A factory is only ever handed a spec of its own kind (build_adapter looks it up by the spec's tag).
 def _scripted(spec: ModelSpec, pool: WorkerPool) -> Adapter:
-    return ScriptedAdapter(spec)  # type: ignore[arg-type]
+    assert isinstance(spec, ScriptedModel)
+    return ScriptedAdapter(spec)
+
+
+def _mlx(spec: ModelSpec, pool: WorkerPool) -> Adapter:
+    assert isinstance(spec, MlxModel)
+    return MlxAdapter(spec, pool)
 
 
 # Factories take the spec and the pool shared by all mlx models (the Runtime owns it).
 ADAPTERS: MappingProxyType[str, Callable[[ModelSpec, WorkerPool], Adapter]] = MappingProxyType(
-    {"scripted": _scripted, "mlx": MlxAdapter}  # type: ignore[dict-item]
+    {"scripted": _scripted, "mlx": _mlx}
 )
 
 
 def build_adapter(spec: ModelSpec, pool: WorkerPool | None = None) -> Adapter:
-    kind = spec.__struct_config__.tag
-    return ADAPTERS[kind](spec, pool if pool is not None else WorkerPool())  # type: ignore[index]
+    return ADAPTERS[spec.kind](spec, pool if pool is not None else WorkerPool())

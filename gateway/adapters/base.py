@@ -127,7 +127,9 @@ Delta = TextDelta | ReasoningDelta | ToolCallStart | ToolCallArguments | Finish
 class Adapter(Protocol):
     """What the gateway needs from a model backend."""
 
-    capabilities: Capabilities
+    @property
+    def capabilities(self) -> Capabilities:
+        """What the model can do, as far as known now (the gateway only reads it)."""
 
     async def start(self) -> None:
         """Prepare (e.g. preload); called once at gateway start-up."""

@@ -77,7 +77,7 @@ def _modalities(capabilities: Capabilities) -> list[str]:
 
 
 def _catalog_entry(slug: str, model: ModelSpec, capabilities: Capabilities, priority: int) -> dict[str, Any]:
-    kind = model.__struct_config__.tag
+    kind = model.kind
     tools, reasoning = capabilities.tool_calling, capabilities.reasoning
     return {
         "slug": slug,

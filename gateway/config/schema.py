@@ -113,6 +113,13 @@ class ModelBase(Base, frozen=True, tag_field="adapter"):
     chat_template_kwargs: dict[str, Any] = {}
     policy: str = "default"
 
+    @property
+    def kind(self) -> str:
+        """The `adapter:` the manifest names (`scripted`, `mlx`): the struct's tag."""
+        tag = self.__struct_config__.tag
+        assert isinstance(tag, str), "every model class declares its adapter tag"
+        return tag
+
 
 class ScriptedModel(ModelBase, frozen=True, tag="scripted", kw_only=True):
     """A deterministic model for tests and for checking client wiring without weights."""

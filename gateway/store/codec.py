@@ -88,5 +88,5 @@ def event_triples(events: Sequence[Event]) -> list[bytes | int | str]:
     """Script arguments for logged events: (sequence_number, type, JSON) per event."""
     args: list[bytes | int | str] = []
     for event in events:
-        args += [event.sequence_number, event.__struct_config__.tag, _JSON.encode(event)]  # type: ignore[list-item]
+        args += [event.sequence_number, event.event_type, _JSON.encode(event)]
     return args

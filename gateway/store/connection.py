@@ -10,7 +10,6 @@ in-memory ones block rather than raise even if something went around the gate.
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -50,9 +49,17 @@ def connect(config: StoreConfig) -> tuple[Any, str]:
     if scheme == "memory":
         import fakeredis  # only the embedded store needs it
 
-        blocking = functools.partial(BlockingConnectionPool, timeout=config.timeout_seconds)
+        wait = config.timeout_seconds
+
+        class MemoryPool(BlockingConnectionPool):
+            """Waits up to the store timeout for a free connection (fakeredis builds it with keyword arguments)."""
+
+            def __init__(self, **kwargs: Any) -> None:
+                kwargs.setdefault("timeout", wait)
+                super().__init__(**kwargs)
+
         client = fakeredis.FakeAsyncRedis(server=fakeredis.FakeServer(version=(7, 0)), max_connections=size,
-                                          connection_pool_class=blocking)  # type: ignore[arg-type]
+                                          connection_pool_class=MemoryPool)
         return client, "memory"
     if scheme.endswith("+sentinel"):
         return _sentinel(scheme.removesuffix("+sentinel"), rest, {**timeouts, "max_connections": size}), "sentinel"

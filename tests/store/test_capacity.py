@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 import msgspec
 import pytest
+from redis.asyncio import BlockingConnectionPool
 
 from gateway.config import ConfigError, StoreConfig, parse_config
 from gateway.protocol import Message, Response
@@ -68,7 +69,7 @@ def test_every_pool_is_sized_from_the_manifest() -> None:
         client, _ = connect(StoreConfig(url=url, max_connections=7, timeout_seconds=1.5))
         pool = client.connection_pool
         # Blocking: a pool that is somehow full makes a caller wait (up to the store timeout), never raise.
-        assert type(pool).__name__ == "BlockingConnectionPool" and pool.max_connections == 7 and pool.timeout == 1.5
+        assert isinstance(pool, BlockingConnectionPool) and pool.max_connections == 7 and pool.timeout == 1.5
     cluster, _ = connect(StoreConfig(url="redis+cluster://127.0.0.1:1", max_connections=7))
     # Per node; the gate keeps the total below it, so no node raises MaxConnectionsError.
     assert cluster.nodes_manager.connection_kwargs["max_connections"] == 7
