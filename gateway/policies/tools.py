@@ -39,6 +39,8 @@ __all__ = [
 
 NAMESPACE_SEPARATOR = "__"
 WRAPPED_ARGUMENT = "input"
+# Kinds whose tools are known by their wire type: `names:` also matches the type (an MCP tool's server_label first).
+_TYPE_NAMED = frozenset({"hosted", "local_shell", "unknown"})
 
 class ToolRules(Struct, frozen=True, kw_only=True):
     """A fully resolved tool policy."""
@@ -53,8 +55,10 @@ class ToolRules(Struct, frozen=True, kw_only=True):
     names: dict[str, ToolAction] = {}
 
     def action_for(self, kind: str, tool_type: str, name: str | None) -> ToolAction:
-        if name is not None and name in self.names:
-            return self.names[name]
+        # A tool with no name of its own (hosted, local_shell) is named by its type: `names: {image_generation: ...}`.
+        for key in (name, tool_type if kind in _TYPE_NAMED else None):
+            if key is not None and key in self.names:
+                return self.names[key]
         if tool_type in self.types:
             return self.types[tool_type]
         return getattr(self, kind)

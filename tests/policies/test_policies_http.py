@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -131,3 +132,18 @@ def test_degradations_are_logged_on_the_request_line(client: TestClient) -> None
 def test_unknown_items_follow_the_item_policy(client: TestClient) -> None:
     seen = echo(client, {"input": [{"type": "compaction", "encrypted_content": "zz"}, {"role": "user", "content": "q"}]})
     assert seen["messages"][0] == {"role": "user", "content": '[compaction] {"encrypted_content":"zz"}'}
+
+
+def test_readme_policy_example_rejects_image_generation() -> None:
+    """The README's own policy block, as written: `names: {image_generation: reject}` answers 400 naming tools[i]."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    block = next(b for b in readme.split("```yaml\n") if "names: {image_generation: reject}" in b).split("```")[0]
+    manifest = "models:\n  - {name: echo, adapter: scripted, script: {mode: echo}}\n" + block
+    with TestClient(app=create_app(make_config(manifest))) as test_client:
+        body = {"model": "echo", "input": "draw", "tools": [{"type": "web_search"}, {"type": "image_generation"}]}
+        response = test_client.post("/v1/responses", json=body)
+        assert_envelope(response, 400, param="tools[1]")
+        assert "'image_generation'" in response.json()["error"]["message"]
+        # the same block drops web_search by type and answers 200 without image_generation
+        response = test_client.post("/v1/responses", json={**body, "tools": [{"type": "web_search"}]})
+        assert response.status_code == 200 and response.headers["x-gateway-degraded"] == "tool:web_search:drop"

@@ -49,6 +49,13 @@ def tools(*wire):  # type: ignore[no-untyped-def]
         (WEB_SEARCH, ToolRules(types={"web_search": "drop"}), [], [], ["tool:web_search:drop"]),
         (CUSTOM, ToolRules(types={"custom": "note"}, names={"apply_patch": "wrap"}), ["apply_patch"], [], ["tool:apply_patch:wrap"]),
         (FUNCTION, ToolRules(names={"exec_command": "note"}), [], ["exec_command"], ["tool:exec_command:note"]),
+        # a tool with no name of its own is named by its type; an MCP tool by its server_label, then its type
+        (WEB_SEARCH, ToolRules(names={"web_search": "drop"}), [], [], ["tool:web_search:drop"]),
+        (LOCAL_SHELL, ToolRules(names={"local_shell": "drop"}), [], [], ["tool:local_shell:drop"]),
+        (MCP, ToolRules(names={"mcp": "drop"}), [], [], ["tool:deepwiki:drop"]),
+        (MCP, ToolRules(names={"deepwiki": "note", "mcp": "drop"}), [], ["deepwiki"], ["tool:deepwiki:note"]),
+        # a function's name is its own: `names: {function: ...}` is not a type rule
+        (FUNCTION, ToolRules(names={"function": "drop"}), ["exec_command"], [], []),
         # an action that cannot apply degrades to a visible note rather than failing
         (FUNCTION, ToolRules(function="expand"), [], ["exec_command"], ["tool:exec_command:note"]),
     ],
@@ -70,6 +77,7 @@ def test_actions(wire, rules, visible, unavailable, degradations) -> None:  # ty
         (LOCAL_SHELL, ToolRules(local_shell="reject"), "tools[1]", "local_shell"),
         (WEB_SEARCH, ToolRules(hosted="reject"), "tools[1]", "web_search"),
         (UNKNOWN, ToolRules(unknown="reject"), "tools[1]", "holo"),
+        ({"type": "image_generation"}, ToolRules(names={"image_generation": "reject"}), "tools[1]", "image_generation"),
     ],
 )
 def test_reject_names_the_tool_and_its_index(wire, rules, param, named) -> None:  # type: ignore[no-untyped-def]
