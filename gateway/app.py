@@ -6,6 +6,7 @@ import contextlib
 import re
 from collections.abc import AsyncIterator
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, cast
 
 import structlog
@@ -21,6 +22,7 @@ from gateway.background import BackgroundRuns
 from gateway.config import GatewayConfig
 from gateway.errors import (
     GatewayError,
+    InvalidRequest,
     MethodNotAllowed,
     NotFound,
     PayloadTooLarge,
@@ -41,6 +43,11 @@ log = structlog.get_logger()
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 
+_HTTP_CODES = MappingProxyType({400: "invalid_value", 401: "invalid_api_key", 403: "permission_denied",
+                                408: "request_timeout", 409: "conflict", 415: "unsupported_media_type",
+                                429: "rate_limit_exceeded"})
+
+
 def to_gateway_error(exc: Exception, request: Request[Any, Any, Any] | None = None) -> GatewayError:
     if isinstance(exc, GatewayError):
         return exc
@@ -52,8 +59,9 @@ def to_gateway_error(exc: Exception, request: Request[Any, Any, Any] | None = No
     if isinstance(exc, HTTPException) and exc.status_code == 413:
         return PayloadTooLarge("The request body is larger than this gateway accepts (server.max_body_bytes).")
     if isinstance(exc, HTTPException) and exc.status_code < 500:
-        error = GatewayError(str(exc.detail), code=None)
-        error.status, error.type = exc.status_code, "invalid_request_error"
+        # Litestar's own 4xx (a path or header it could not parse, ...): still a request error with a code.
+        error = InvalidRequest(str(exc.detail), code=_HTTP_CODES.get(exc.status_code, f"http_{exc.status_code}"))
+        error.status = exc.status_code
         return error
     log.error("unhandled_exception", exc_info=exc)
     return GatewayError("The server had an error while processing the request.")

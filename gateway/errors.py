@@ -1,7 +1,8 @@
 """One error hierarchy, rendered as the OpenAI error envelope.
 
     GatewayError                      500 server_error
-    ├── InvalidRequest                400 invalid_request_error
+    ├── InvalidRequest                400 invalid_request_error, code invalid_value unless more precise
+    │   │                                 (invalid_json, invalid_type, missing_required_parameter, unknown_parameter, ...)
     │   ├── PreviousResponseNotFound  400 code previous_response_not_found
     │   └── ContextLengthExceeded     400 code context_length_exceeded
     ├── AuthenticationFailed          401
@@ -49,8 +50,10 @@ __all__ = [
     "ServiceUnavailable",
     "StoreUnavailable",
     "envelope",
+    "error_type",
     "param_from_validation",
     "retry_after",
+    "validation_code",
 ]
 
 
@@ -84,7 +87,7 @@ class GatewayError(Exception):
 class InvalidRequest(GatewayError):
     status = 400
     type = "invalid_request_error"
-    code: str | None = None
+    code: str | None = "invalid_value"
 
 
 class PreviousResponseNotFound(InvalidRequest):
@@ -188,6 +191,17 @@ def envelope(error: GatewayError) -> bytes:
     return _ENVELOPE_ENCODER.encode(ErrorEnvelope(error=error.body()))
 
 
+def error_type(code: str | None) -> str:
+    """The envelope `type` that goes with a `code` (a `response.failed` event carries only the code)."""
+    classes: list[type[GatewayError]] = [GatewayError]
+    while classes:
+        cls = classes.pop()
+        if cls.code == code:
+            return cls.type
+        classes.extend(cls.__subclasses__())
+    return GatewayError.type
+
+
 def retry_after(error: GatewayError) -> str | None:
     """The `Retry-After` an error response carries: overload and unavailability are worth retrying soon."""
     return "1" if error.status in (429, 503) else None
@@ -195,6 +209,17 @@ def retry_after(error: GatewayError) -> str | None:
 
 _PATH = re.compile(r" - at `\$(?P<path>[^`]*)`$")
 _MISSING = re.compile(r"^Object missing required field `(?P<field>[^`]+)`")
+
+
+def validation_code(text: str) -> str:
+    """OpenAI's code for a msgspec validation message (its text, without the path)."""
+    if _MISSING.match(text):
+        return "missing_required_parameter"
+    if text.startswith("Object contains unknown field"):
+        return "unknown_parameter"
+    if text.startswith("Expected `"):
+        return "invalid_type"
+    return "invalid_value"
 
 
 def param_from_validation(message: str) -> tuple[str | None, str]:

@@ -12,7 +12,7 @@ from typing import Any
 
 import msgspec
 
-from gateway.errors import InvalidRequest, param_from_validation
+from gateway.errors import InvalidRequest, param_from_validation, validation_code
 from gateway.protocol import (
     CONTENT_PART_TAGS,
     HOSTED_TOOL_TYPES,
@@ -43,11 +43,11 @@ def decode_object(body: bytes) -> dict[str, Any]:
     try:
         raw = _JSON.decode(body)
     except msgspec.DecodeError as exc:
-        raise InvalidRequest(f"The request body is not valid JSON: {exc}.") from None
+        raise InvalidRequest(f"The request body is not valid JSON: {exc}.", code="invalid_json") from None
     except RecursionError:  # msgspec's own guard, far deeper than MAX_JSON_DEPTH
-        raise InvalidRequest(f"The request body nests deeper than {MAX_JSON_DEPTH} levels.") from None
+        raise InvalidRequest(f"The request body nests deeper than {MAX_JSON_DEPTH} levels.", code="invalid_json") from None
     if not isinstance(raw, dict):
-        raise InvalidRequest("The request body must be a JSON object.")
+        raise InvalidRequest("The request body must be a JSON object.", code="invalid_type")
     _check_shape(raw)
     return raw
 
@@ -87,7 +87,8 @@ def convert(obj: Any, type_: Any, prefix: str = "") -> Any:
         param, text = param_from_validation(str(exc))
         if prefix:
             param = prefix + param if param and param.startswith("[") else prefix
-        raise InvalidRequest(f"Invalid value for '{param or 'body'}': {text}.", param=param) from None
+        raise InvalidRequest(f"Invalid value for '{param or 'body'}': {text}.", param=param,
+                             code=validation_code(text)) from None
 
 
 def decode_request(body: bytes) -> ResponsesRequest:
@@ -135,11 +136,13 @@ def _normalize_item(item: Any, path: str) -> Any:
     kind = item.get("type")
     if kind is None:
         if "role" not in item:
-            raise InvalidRequest(f"Missing required parameter: '{path}.type'.", param=f"{path}.type")
+            raise InvalidRequest(f"Missing required parameter: '{path}.type'.", param=f"{path}.type",
+                                 code="missing_required_parameter")
         item = {**item, "type": "message"}
         kind = "message"
     if not isinstance(kind, str):
-        raise InvalidRequest(f"Invalid value for '{path}.type': expected a string.", param=f"{path}.type")
+        raise InvalidRequest(f"Invalid value for '{path}.type': expected a string.", param=f"{path}.type",
+                             code="invalid_type")
     if kind not in INPUT_ITEM_TAGS:
         data = {k: v for k, v in item.items() if k != "type"}
         return {"type": UnknownItem.__struct_config__.tag, "item_type": kind, "data": data}
@@ -155,7 +158,8 @@ def _normalize_part(part: Any, path: str) -> Any:
         raise InvalidRequest(f"Invalid value for '{path}': expected an object.", param=path)
     kind = part.get("type")
     if not isinstance(kind, str):
-        raise InvalidRequest(f"Missing required parameter: '{path}.type'.", param=f"{path}.type")
+        raise InvalidRequest(f"Missing required parameter: '{path}.type'.", param=f"{path}.type",
+                                 code="missing_required_parameter")
     if kind in CONTENT_PART_TAGS:
         return part
     data = {k: v for k, v in part.items() if k != "type"}
@@ -167,7 +171,8 @@ def _normalize_tool(tool: Any, path: str) -> Any:
         raise InvalidRequest(f"Invalid value for '{path}': expected an object.", param=path)
     kind = tool.get("type")
     if not isinstance(kind, str):
-        raise InvalidRequest(f"Missing required parameter: '{path}.type'.", param=f"{path}.type")
+        raise InvalidRequest(f"Missing required parameter: '{path}.type'.", param=f"{path}.type",
+                                 code="missing_required_parameter")
     options = {k: v for k, v in tool.items() if k != "type"}
     if kind in HOSTED_TOOL_TYPES:
         return {"type": HostedTool.__struct_config__.tag, "tool_type": kind, "options": options}

@@ -43,7 +43,7 @@ async def _items_body(request: AnyRequest, *, required: bool) -> tuple[dict[str,
     body = decode_object(await read_body(request))
     raw = body.get("items")
     if raw is None and required:
-        raise InvalidRequest("Missing required parameter: 'items'.", param="items")
+        raise InvalidRequest("Missing required parameter: 'items'.", param="items", code="missing_required_parameter")
     if raw is not None and not isinstance(raw, list):
         raise InvalidRequest("Invalid 'items': expected an array of items.", param="items")
     items = items_from_wire(raw or [], "items")
@@ -83,7 +83,7 @@ async def update_conversation(request: AnyRequest, conversation_id: FromPath[str
     body = decode_object(await read_body(request))
     metadata = body.get("metadata")
     if not isinstance(metadata, dict):
-        raise InvalidRequest("Missing required parameter: 'metadata' (an object).", param="metadata")
+        raise InvalidRequest("Missing required parameter: 'metadata' (an object).", param="metadata", code="missing_required_parameter")
     check_metadata(metadata)
     updated = await _conversations(request).update(conversation_id, _owner(request), metadata)
     return json_response(updated.to_wire())

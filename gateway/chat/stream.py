@@ -8,6 +8,7 @@ from typing import Any
 import msgspec
 
 from gateway.chat.translate import finish_reason, usage_object
+from gateway.errors import error_type
 from gateway.events import (
     CustomToolCallInputDelta,
     Event,
@@ -67,8 +68,9 @@ class ChunkWriter:
             return self._end(event)
         if isinstance(event, ResponseFailed):
             error = event.response.error
-            body = {"error": {"message": error.message if error else "failed", "type": "server_error",
-                              "param": None, "code": error.code if error else "server_error"}}
+            code = error.code if error else "server_error"
+            body = {"error": {"message": error.message if error else "failed", "type": error_type(code),
+                              "param": None, "code": code}}
             return b"data: " + _ENCODER.encode(body) + b"\n\ndata: [DONE]\n\n"
         if isinstance(event, ResponseInProgress):
             return b": keepalive\n\n"

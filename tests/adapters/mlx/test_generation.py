@@ -125,3 +125,18 @@ def test_a_conversation_longer_than_the_context_is_refused(base: str) -> None:
     assert response.status_code == 400
     error = response.json()["error"]
     assert error["code"] == "context_length_exceeded" and "64 tokens" in error["message"]
+
+
+def test_chat_completions_report_a_context_overflow_as_an_invalid_request(base: str) -> None:
+    body = {"model": "plain", "messages": [{"role": "user", "content": "word " * 200}]}
+    with httpx.Client(base_url=base, timeout=60) as http:
+        response = http.post("/v1/chat/completions", json=body)
+        assert response.status_code == 400
+        assert response.json()["error"]["type"] == "invalid_request_error"
+        assert response.json()["error"]["code"] == "context_length_exceeded"
+        # Streamed, the overflow is found after the headers: the error chunk carries the same type and code.
+        lines = http.post("/v1/chat/completions", json={**body, "stream": True}).text.split("\n\n")
+    errors = [json.loads(line[6:])["error"] for line in lines if line.startswith("data: {\"error\"")]
+    assert errors == [{"message": errors[0]["message"], "type": "invalid_request_error", "param": None,
+                       "code": "context_length_exceeded"}]
+    assert lines[-2] == "data: [DONE]"
