@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
 from gateway.config import ConfigError, ScriptedModel, load_config, parse_config
@@ -53,8 +56,55 @@ models:
     assert "models[1].adapter: expected one of 'scripted', 'mlx', got 'nosuch'" in found
     assert any(p.startswith("models[2].nme: unknown key") for p in found)
     assert "models[2].name: required" in found
-    assert "models[2].script.mode: Invalid enum value 'x'" in found
+    assert "models[2].script.mode: Invalid enum value 'x' (allowed: steps, echo)" in found
     assert len(found) == 6
+
+
+def test_type_and_cross_reference_problems_come_in_one_pass() -> None:
+    found = problems(
+        """
+models:
+  - {name: a, adapter: scripted, policy: nope, context_length: big, script: {steps: [{text: hi}]}}
+  - {name: a, adapter: scripted, script: {steps: [{text: hi}]}}
+  - {name: gone, adapter: mlxx}
+  - {name: c, adapter: scripted, script: {mode: x}}
+policies:
+  default: {tools: {function: explode}}
+clients:
+  - {name: codex, match: {originator: "^codex"}, policy: nope, models: [gone, zz]}
+store: {url: "http://x"}
+"""
+    )
+    assert found == [
+        # the type problems first, enums with their allowed values
+        "models[0].context_length: Expected `int`, got `str`",
+        "models[2].adapter: expected one of 'scripted', 'mlx', got 'mlxx'",
+        "models[3].script.mode: Invalid enum value 'x' (allowed: steps, echo)",
+        "policies.default.tools.function: Invalid enum value 'explode' (allowed: native, wrap, expand, drop, note, "
+        "reject)",
+        # then what the cross-checks find in the rest, at the paths as written (models[3] keeps its index
+        # though models[2] was set aside); nothing about the set-aside model 'gone', nothing caused by a default
+        # standing in (models[3]'s script would otherwise be an empty `steps` script)
+        "models[0].policy: unknown policy 'nope' (known: default)",
+        "models[1].name: 'a' is already used by models[0].name",
+        "clients[0].policy: unknown policy 'nope'",
+        "clients[0].models[1]: unknown model 'zz'",
+        "store.url: unsupported URL 'http://x' (use one of: memory://, redis://, redis+cluster://, "
+        "redis+sentinel://, rediss://, rediss+cluster://, rediss+sentinel://, unix://)",
+    ]
+
+
+def test_cross_checks_report_list_indices_as_written() -> None:
+    found = problems(
+        """
+models:
+  - {name: x, adapter: nosuch}
+  - {name: y, adapter: nosuch}
+  - {name: a, adapter: scripted, script: {steps: [{text: hi}]}}
+  - {name: a, adapter: scripted, script: {steps: [{text: hi}]}}
+"""
+    )
+    assert found[2:] == ["models[3].name: 'a' is already used by models[2].name"]
 
 
 def test_semantic_problems_are_reported_with_paths() -> None:
@@ -98,7 +148,8 @@ models:
          "models[0].script.steps: a steps script needs at least one step"),
         ("policies: {default: {tools: {custom: expand}}}",
          "policies.default.tools.custom: 'expand' does not apply to custom tools (use one of: drop, note, reject, wrap)"),
-        ("policies: {default: {tools: {function: explode}}}", "policies.default.tools.function: Invalid enum value 'explode'"),
+        ("policies: {default: {tools: {function: explode}}}",
+             "policies.default.tools.function: Invalid enum value 'explode' (allowed: native, wrap, expand, drop, note, reject)"),
         ("clients: [{name: c, match: {user-agent: '('}, policy: nope}]",
          "clients[0].policy: unknown policy 'nope'"),
         ("- just\n- a list", "(top level): expected a mapping, got a list"),
@@ -137,3 +188,22 @@ models:
     found = problems(manifest)
     assert [p.split(":", 1)[0] for p in found] == ["models[1].source", "models[2].source"]
     assert "outside mlx.allowed_paths" in found[0]
+
+
+def test_the_readme_example_of_a_check_is_what_check_prints(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    readme = (ROOT / "README.md").read_text()
+    example = readme.split("```\ngateway.yaml: invalid manifest", 1)[1].split("```", 1)[0]
+    manifest = tmp_path / "gateway.yaml"
+    manifest.write_text(
+        """
+server: {port: eighty}
+policies: {default: {tools: {hosted: hide}}}
+models:
+  - {name: a, adapter: scripted, policy: strict, script: {mode: echo}}
+  - {name: b, adapter: scripted, script: {steps: [{calls: [{function: f, custom: g}]}]}}
+"""
+    )
+    result = subprocess.run([sys.executable, "-m", "gateway", "check", "--config", str(manifest)],
+                            capture_output=True, text=True, cwd=tmp_path, timeout=60)
+    assert result.returncode == 1
+    assert result.stdout + result.stderr == str(manifest) + ": invalid manifest" + example

@@ -11,6 +11,7 @@ import msgspec
 import yaml
 
 from gateway.config.checks import semantic_problems
+from gateway.config.repair import repair
 from gateway.config.schema import GatewayConfig
 from gateway.config.validation import problems_for
 
@@ -41,12 +42,38 @@ def parse_config(text: str | bytes, source: str = "<manifest>") -> GatewayConfig
         raw = {}
     problems = problems_for(raw, GatewayConfig)
     if problems:
-        raise ConfigError(source, problems)
+        raise ConfigError(source, problems + _cross_check_the_rest(raw, problems))
     config = msgspec.convert(raw, GatewayConfig)
     problems = semantic_problems(config)
     if problems:
         raise ConfigError(source, problems)
     return config
+
+
+def _cross_check_the_rest(raw: object, type_problems: list[str]) -> list[str]:
+    """Cross-check problems in what the type problems left valid, so one `gateway check` shows them all."""
+    leftover = repair(raw, GatewayConfig)
+    if leftover is None:
+        return []
+    try:
+        config = msgspec.convert(leftover.value, GatewayConfig)
+    except (msgspec.ValidationError, ValueError):
+        return []
+    paths = {problem.partition(": ")[0] for problem in type_problems}
+    # A default standing in for a bad value can upset checks on its siblings (a bad script mode becomes
+    # `steps`, which then has none): inside a repaired entry only references to other entries are kept.
+    repaired = {path.rpartition(".")[0] + "." for path in paths if "." in path}
+    found = (leftover.original_path(problem) for problem in semantic_problems(config))
+    return [
+        p for p in found
+        if p.partition(": ")[0] not in paths and not leftover.mentions_dropped(p)
+        and (_is_reference(p) or not any(p.startswith(prefix) for prefix in repaired))
+    ]
+
+
+def _is_reference(problem: str) -> bool:
+    """A cross-reference problem: a name that points nowhere or is taken twice."""
+    return ": unknown " in problem or "already used" in problem or "is used by another" in problem
 
 
 def apply_environment(config: GatewayConfig, source: str, environ: Mapping[str, str]) -> GatewayConfig:

@@ -108,7 +108,20 @@ def _leaf(value: Any, tp: Any, path: str, out: list[str]) -> None:
         msgspec.convert(value, tp)
     except msgspec.ValidationError as exc:
         message = str(exc).split(" - at `", 1)[0]
+        allowed = _literals(tp)
+        if allowed and message.startswith("Invalid enum value"):
+            message += f" (allowed: {', '.join(str(v) for v in allowed)})"
         out.append(f"{path or '(top level)'}: {message}")
+
+
+def _literals(tp: Any) -> list[Any]:
+    """The values a Literal (or a union of Literals and None) admits."""
+    origin = typing.get_origin(tp)
+    if origin is typing.Literal:
+        return list(typing.get_args(tp))
+    if origin in (typing.Union, types.UnionType):
+        return [v for arg in typing.get_args(tp) for v in _literals(arg)]
+    return []
 
 
 def _kind(value: Any) -> str:
