@@ -113,11 +113,17 @@ async def test_a_cancel_that_races_the_end_keeps_the_output_and_ends_the_log_can
     )
     await store.begin(TurnRecord(response=prepared.response, input=[]), background=True)
     assembler = prepared.assembler()
+    cancels: list[asyncio.Task[Any]] = []
 
     async def batches() -> AsyncIterator[list[Event]]:
         yield assembler.start(queued=True)
         yield assembler.feed(TextDelta(text="partial answer"))
-        await store.cancel(prepared.response.id)  # lands between the last append and the final write
+        # The cancel lands between the last append and the final write (its answer then waits for that write).
+        cancels.append(asyncio.create_task(store.cancel(prepared.response.id)))
+        for _ in range(100):
+            if await store.client.exists(f"{store.keys.space(tag)}:c:{prepared.response.id}"):
+                break
+            await asyncio.sleep(0.005)
         yield assembler.feed(Finish())
 
     runs = BackgroundRuns(store)
@@ -137,4 +143,52 @@ async def test_a_cancel_that_races_the_end_keeps_the_output_and_ends_the_log_can
     assert "response.completed" not in {e.type for e in logged}
     assert "response.output_item.done" in {e.type for e in logged}
     assert [e.sequence_number for e in logged] == sorted({e.sequence_number for e in logged})
+    answer = await cancels[0]
+    assert answer.response == stored.response
+    await store.aclose()
+
+
+async def test_the_cancel_answer_carries_what_was_generated() -> None:
+    import asyncio
+    from collections.abc import AsyncIterator
+    from types import SimpleNamespace
+
+    from gateway.adapters.base import TextDelta
+    from gateway.adapters.scripted import ScriptedAdapter
+    from gateway.background import BackgroundRuns
+    from gateway.events import Event
+    from gateway.normalize import decode_request
+    from gateway.service import prepare_response
+    from tests.conftest import make_config
+
+    config = make_config("models: [{name: m, adapter: scripted, script: {steps: [{text: hi}]}}]")
+    store = RedisStore.from_config(config.store)
+    tag = new_tag()
+    prepared = prepare_response(
+        config, {"m": ScriptedAdapter(config.models[0])},
+        decode_request(b'{"model": "m", "input": "x", "background": true}'), {},
+        ids=lambda prefix: tagged_id(prefix, tag),
+    )
+    await store.begin(TurnRecord(response=prepared.response, input=[]), background=True)
+    assembler = prepared.assembler()
+    generated = asyncio.Event()
+
+    async def batches() -> AsyncIterator[list[Event]]:
+        yield assembler.start(queued=True)
+        yield assembler.feed(TextDelta(text="partial answer"))
+        generated.set()
+        for _ in range(100):  # a model still generating, slowly: the owner sees the cancel at its next append
+            await asyncio.sleep(0.05)
+            yield assembler.feed(TextDelta(text="."))
+
+    runs = BackgroundRuns(store)
+    runs.launch(SimpleNamespace(prepared=prepared, assembler=assembler, events=batches,  # type: ignore[arg-type]
+                                conversation_items=lambda response: []))
+    await asyncio.wait_for(generated.wait(), 5)
+    answer = await store.cancel(prepared.response.id)
+    assert answer.response.status == "cancelled"
+    text = answer.response.output[0].content[0].text  # type: ignore[union-attr]
+    assert text.startswith("partial answer")
+    stored = await store.get(prepared.response.id)
+    assert stored is not None and stored.response == answer.response  # a later GET shows the same
     await store.aclose()

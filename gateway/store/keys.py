@@ -54,6 +54,10 @@ class Keys:
     def events(self, tag: str, response_id: str) -> str:
         return f"{self.space(tag)}:e:{response_id}"
 
+    def owner(self, tag: str, response_id: str) -> str:
+        """The lease of the process running a response; gone once it has written the end."""
+        return f"{self.space(tag)}:o:{response_id}"
+
     def pattern(self) -> str:
         """Every key under this prefix (for tests and tooling, never for request handling)."""
         return f"{self.prefix}:{{*"

@@ -9,6 +9,7 @@ and evicts whole chains to stay under `store.memory_max_mb` (budget.py).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -52,6 +53,10 @@ from gateway.store.keys import Keys, tag_of
 __all__ = ["RedisStore", "response_not_found"]
 
 log = structlog.get_logger()
+
+# How long a cancel answer waits for a running owner's partial output: an owner that is generating sees the
+# cancel at its next append, an idle one at its next heartbeat (every 0.5 s).
+CANCEL_WAIT_SECONDS = 2.0
 
 def response_not_found(response_id: str) -> NotFound:
     return NotFound(f"Response with id '{response_id}' not found.", param="response_id")
@@ -333,7 +338,9 @@ class RedisStore:
             for entry_id, fields in entries
         ]
 
-    async def cancel(self, response_id: str) -> StoredResponse:
+    async def cancel(self, response_id: str, *, wait: float = CANCEL_WAIT_SECONDS) -> StoredResponse:
+        """Cancel a background response; the answer holds what its owner generated if it writes that within
+        `wait` seconds (it sees the cancel at its next append or heartbeat, well within that)."""
         tag = tag_of(response_id)
         if tag is None:
             raise response_not_found(response_id)
@@ -346,8 +353,23 @@ class RedisStore:
                 "can be cancelled.",
                 param="response_id",
             )
-        response = present(decode_response(reply[2]), reply[1].decode(), decode_output(reply[3]))
+        status, blob, output = reply[1:4]
+        if reply[4] == b"1":
+            status, blob, output = await self._owner_ends(tag, response_id, wait) or (status, blob, output)
+        response = present(decode_response(blob), status.decode(), decode_output(output))
         return StoredResponse(response=response, background=True)
+
+    async def _owner_ends(self, tag: str, response_id: str, wait: float) -> list[bytes] | None:
+        """The record once the running owner has written what it generated before the cancel; None if it has
+        not within `wait` (a stalled or dead owner: its lease lapses and a reader ends the response later)."""
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+            async with self._reach("cancel"):
+                if not await self.client.exists(self.keys.owner(tag, response_id)):
+                    fields: list[bytes] = await self.client.hmget(self.keys.record(tag, response_id), ["s", "r", "o"])
+                    return fields if fields[0] is not None else None
+        return None
 
     async def reap(self, response_id: str) -> str:
         reply = await self._run("REAP", _tag(response_id), response_id, self.ttl_ms, LOST_EVENT_TEMPLATE)

@@ -163,7 +163,8 @@ if redis.call('EXISTS', ARGV[1] .. ':c:' .. ARGV[2]) == 1 then return 'cancel' e
 return 'ok'
 """
 
-# ARGV: space, id, ttl_ms. Returns {'missing'} | {'foreground'} | {'ok', status, response, output}
+# ARGV: space, id, ttl_ms. Returns {'missing'} | {'foreground'} | {'ok', status, response, output, owned}
+# (owned: '1' while an owner is still running it; it adds what it generated when it sees the cancel)
 CANCEL = _PRELUDE + r"""
 local rec = redis.call('HMGET', KEYS[1], 's', 'b')
 if not rec[1] then return {'missing'} end
@@ -173,7 +174,8 @@ if not TERMINAL[rec[1]] then
   redis.call('SET', ARGV[1] .. ':c:' .. ARGV[2], '1', 'PX', ARGV[3])
 end
 local now = redis.call('HMGET', KEYS[1], 's', 'r', 'o')
-return {'ok', now[1], now[2], now[3]}
+local owned = redis.call('EXISTS', ARGV[1] .. ':o:' .. ARGV[2])
+return {'ok', now[1], now[2], now[3], tostring(owned)}
 """
 
 # ARGV: space, id. An owner still running sees its record gone and stops.

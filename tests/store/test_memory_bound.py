@@ -103,7 +103,7 @@ async def test_a_running_response_is_never_evicted(make_memory: Callable[..., Re
     store = make_memory(memory_max_mb=1)
     running = await begin(store)  # the oldest, still in progress
     owned = await begin(store, background=True)  # a background run: in progress, its owner's lease alive
-    await store.cancel(owned.id)  # cancelled, yet its owner has not written its last state
+    await store.cancel(owned.id, wait=0)  # cancelled, yet its owner has not written its last state
     others = [await turn(store) for _ in range(20)]
     assert await store.get(running.id) is not None and await store.get(owned.id) is not None
     assert await store.get(others[0].id) is None  # evicted around them
