@@ -180,7 +180,8 @@ class Run:
             input_tokens=stats.input_tokens,
             output_tokens=stats.output_tokens,
             cached_tokens=stats.cached_tokens,
-            tokens_per_second=stats.tokens_per_second(),
+            # A scripted model's "speed" (~100,000 tok/s) would only mislead dashboards and the status page.
+            tokens_per_second=stats.tokens_per_second() if self.prepared.adapter.capabilities.decodes else None,
         )
         if stats.error is not None:
             self._record.fields["error_code"] = stats.error.code

@@ -126,3 +126,22 @@ def test_the_readme_lists_every_metric_the_code_exports_and_no_other(tmp_path: P
     for name, labels in documented.items():
         if labels is not None and exported[name]:  # a family with samples carries exactly the documented labels
             assert exported[name] == labels, name
+
+
+def test_a_scripted_models_speed_is_not_reported() -> None:
+    """A scripted model 'decodes' at ~100,000 tok/s: no rate in the log line, the histogram or the status page."""
+    from litestar.testing import TestClient
+
+    from gateway.app import create_app
+    from tests.conftest import make_config
+
+    manifest = "models:\n  - {name: demo, adapter: scripted, script: {mode: echo, chunk_chars: 3}}\n"
+    with TestClient(app=create_app(make_config(manifest))) as client:
+        for _ in range(3):
+            assert client.post("/v1/responses", json={"model": "demo", "input": "hello " * 40}).status_code == 200
+        status = client.get("/status.json").json()
+        assert [entry["tokens_per_second"] for entry in status["recent"] if entry.get("model") == "demo"] == [None] * 3
+        assert status["models"]["demo"]["recent_tokens_per_second"] is None
+        exposition = client.get("/metrics").text
+    assert 'mlxgw_output_tokens_per_second_count{model="demo"}' not in exposition
+    assert 'mlxgw_tokens_total{kind="output",model="demo"}' in exposition  # tokens are still counted

@@ -76,6 +76,8 @@ class Capabilities(Struct, kw_only=True, frozen=True):
     tool_calling: bool = True
     vision: bool = False
     reasoning: bool = False
+    # Output decoded by a model, token by token: its speed means something (not so for a scripted model).
+    decodes: bool = True
 
 
 # ------------------------------------------------------------------ deltas

@@ -46,7 +46,7 @@ def select_step(script: Script, request: GenerationRequest) -> ScriptStep:
 class ScriptedAdapter:
     def __init__(self, spec: ScriptedModel) -> None:
         self.spec = spec
-        self.capabilities = Capabilities(tool_calling=True, vision=True, reasoning=True)
+        self.capabilities = Capabilities(tool_calling=True, vision=True, reasoning=True, decodes=False)
         self.active = 0
         self.served = 0
 

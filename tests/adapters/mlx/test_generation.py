@@ -102,6 +102,15 @@ def test_max_output_tokens_cuts_the_answer(base: str, mlx_cache: Path) -> None:
     assert body["output"][0]["content"][0]["text"] == tokenizer(mlx_cache).decode(ids[:5])
 
 
+def test_a_real_models_speed_reaches_the_status_page(base: str) -> None:
+    with httpx.Client(base_url=base, timeout=60) as http:
+        # (the `forced` model: a request to `plain` would warm the prefix cache another test counts on)
+        body = http.post("/v1/responses", json={"model": "forced", "input": "one two three four"}).json()
+        assert body["usage"]["output_tokens"] >= 2
+        speed = http.get("/status.json").json()["models"]["forced"]["recent_tokens_per_second"]
+    assert isinstance(speed, float) and speed > 0
+
+
 def test_greedy_sampling_is_deterministic(base: str) -> None:
     with httpx.Client(base_url=base, timeout=60) as http:
         answers = [
