@@ -131,7 +131,8 @@ def test_models_and_health(client: TestClient) -> None:
     assert models["object"] == "list"
     assert [m["id"] for m in models["data"]] == ["scripted", "demo", "echo"]
     assert all(m["object"] == "model" and isinstance(m["created"], int) for m in models["data"])
-    assert client.get("/v1/models/demo").json()["id"] == "scripted"
+    # each listed entry, an alias included, is retrieved exactly as it is listed
+    assert [client.get(f"/v1/models/{m['id']}").json() for m in models["data"]] == models["data"]
     assert_envelope(client.get("/v1/models/nope"), 404, param="model", code="model_not_found")
     health = client.get("/health").json()
     assert health["status"] == "ok" and set(health["models"]) == {"scripted", "echo"}

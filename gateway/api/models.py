@@ -34,7 +34,7 @@ async def get_model(request: Request[Any, Any, Any], model_id: FromPath[str]) ->
     model = resolve_model(runtime.config, name)
     if not caller_of(request).may_use(model):  # as absent as in the listing
         raise ModelNotFound(name)
-    return json_response(_model_object(model.name, runtime.started_at))
+    return json_response(_model_object(name, runtime.started_at))  # an alias is retrieved as it is listed
 
 
 def _model_object(name: str, created: int) -> dict[str, Any]:
