@@ -24,14 +24,16 @@ KEYS = "auth: {keys: [{name: ops, env: READY_TEST_KEY}]}\n"
 
 def poll_while(http: httpx.Client, done: Callable[[list[dict[str, Any]]], bool], timeout: float = 20.0,
                on_poll: Callable[[list[dict[str, Any]]], None] | None = None) -> list[dict[str, Any]]:
-    """Poll /ready (and the broken model's state in /health) every 50 ms until `done(polls)`, at most `timeout` s."""
+    """Poll /ready (and the broken model's state, from that answer or else /health) every 50 ms until `done(polls)`, at most `timeout` s."""
     polls: list[dict[str, Any]] = []
     deadline = time.monotonic() + timeout
     while not polls or not done(polls):
         assert time.monotonic() < deadline, f"timed out; polls so far: {polls[-5:]}"
         answer = http.get("/ready")
-        polls.append({"status": answer.status_code, "body": answer.json(),
-                      "broken": http.get("/health").json()["models"]["broken"]["state"]})
+        body = answer.json()
+        # The state from the same answer where /ready shows it: a second request could see the next state.
+        broken = body["models"]["broken"] if "models" in body else http.get("/health").json()["models"]["broken"]["state"]
+        polls.append({"status": answer.status_code, "body": body, "broken": broken})
         if on_poll is not None:
             on_poll(polls)
         time.sleep(0.05)
