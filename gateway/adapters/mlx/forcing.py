@@ -4,7 +4,8 @@ or never repeat a token (`testing: {distinct: true}`).
 A logits processor leaves only the next token of a fixed script possible, then EOS.
 Everything else (model forward, sampler, detokenizer, parsers) runs for real, which is
 how tests drive reasoning, tool calls and multi-byte text through real generation.
-`\\x1f` in the text splits tokenization, so a marker can be forced as several tokens.
+`\\x1f` in the text splits tokenization, so a marker can be forced as several tokens; a piece `\\x1dXX`
+forces the single byte token of byte 0xXX (byte-level BPE tokenizers), valid UTF-8 or not.
 Only built when a manifest sets `testing`; production requests never reach this module.
 """
 
@@ -14,17 +15,22 @@ from collections.abc import Callable
 from typing import Any
 
 from gateway.adapters.base import GenerationRequest
+from gateway.adapters.mlx import mlxlm
 
-__all__ = ["SPLIT", "distinct_processor", "forced_tokens", "forcing_processor"]
+__all__ = ["BYTE", "SPLIT", "distinct_processor", "forced_tokens", "forcing_processor"]
 
 SPLIT = "\x1f"
+BYTE = "\x1d"  # a piece "\x1dFF" (between SPLITs) forces the byte-level BPE token of byte 0xFF
 
 
 def forced_tokens(tokenizer: Any, request: GenerationRequest) -> list[int]:
     text = next((m.content for m in reversed(request.messages) if m.role == "user"), "")
     ids: list[int] = []
     for piece in text.split(SPLIT):
-        ids += tokenizer.encode(piece, add_special_tokens=False)
+        if piece.startswith(BYTE) and len(piece) == 3:  # one byte-level token, e.g. an invalid UTF-8 byte
+            ids.append(tokenizer.convert_tokens_to_ids(mlxlm.byte_level_char(int(piece[1:], 16))))
+        else:
+            ids += tokenizer.encode(piece, add_special_tokens=False)
     return ids
 
 

@@ -26,10 +26,10 @@ if TYPE_CHECKING:
 __all__ = [
     "MLX_LM_VERSIONS", "MODEL_TYPES_WITH_TOKENIZER_DEFAULTS", "TEMPLATE_RULES", "THINK_PAIRS", "XTML_TOKENS", "Batch",
     "Cache", "Detokenizer", "GeneratedToken", "LogitsProcessor", "ParseCall", "PromptProgress", "Sampler",
-    "TextMatcher", "Tokenizer", "ToolParser", "generation_stream", "infer_thinking", "infer_tool_parser",
-    "is_kv_cache", "kv_cache", "load", "make_prompt_cache", "make_sampler", "named_tool_parser",
-    "prompt_ends_in_think", "qwen2_model", "think_markers", "token_buffer", "tokenizer_tool_parser",
-    "trim_prompt_cache",
+    "TextMatcher", "Tokenizer", "ToolParser", "byte_level_char", "generation_stream", "infer_thinking",
+    "infer_tool_parser", "is_kv_cache", "kv_cache", "load", "make_prompt_cache", "make_sampler", "named_tool_parser",
+    "prompt_ends_in_think", "qwen2_model", "think_markers", "token_buffer", "token_bytes",
+    "tokenizer_tool_parser", "trim_prompt_cache",
 ]
 
 MLX_LM_VERSIONS = ">=0.32.2,<0.33"
@@ -41,7 +41,9 @@ ParseCall = Callable[[str, Any], Any]  # (text between the markers, tools) → a
 
 
 class Detokenizer(Protocol):
-    last_segment: str
+    @property
+    def last_segment(self) -> str:
+        """The text added since the last read."""
 
     def add_token(self, token: int) -> None: ...
     def finalize(self) -> None: ...
@@ -78,6 +80,47 @@ def load(path: Path) -> tuple[nn.Module, Tokenizer]:
 
     model, tokenizer = mlx_load(str(path))[:2]
     return model, cast(Tokenizer, tokenizer)  # mlx-lm's TokenizerWrapper, seen through our protocol
+
+
+def token_bytes(tokenizer: Tokenizer) -> tuple[list[bytes], bool] | None:
+    """(each token's bytes, whether the first space is trimmed) for the streaming detokenizers mlx-lm picked
+    from the tokenizer's decoder (byte-level BPE, SentencePiece); None for any other (mlx-lm's naive one)."""
+    from mlx_lm.tokenizer_utils import BPEStreamingDetokenizer, SPMStreamingDetokenizer
+
+    detokenizer: Any = tokenizer.detokenizer
+    if isinstance(detokenizer, SPMStreamingDetokenizer):
+        # Byte tokens are already bytes here; the word marker U+2581 stands for a space.
+        return [piece.replace("\u2581".encode(), b" ") for piece in detokenizer.tokenmap], detokenizer.trim_space
+    if isinstance(detokenizer, BPEStreamingDetokenizer):
+        printable = _byte_level_alphabet()
+        return [_byte_level(piece, printable) for piece in detokenizer.tokenmap], True
+    return None
+
+
+def _byte_level_alphabet() -> dict[str, int]:
+    """Byte-level BPE's printable stand-in character for each byte (the GPT-2 convention)."""
+    kept = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    alphabet = {chr(b): b for b in kept}
+    shifted = 0
+    for b in range(256):
+        if b not in kept:
+            alphabet[chr(256 + shifted)] = b
+            shifted += 1
+    return alphabet
+
+
+def byte_level_char(byte: int) -> str:
+    """The character byte-level BPE writes for `byte` (its token for that single byte has this name)."""
+    return next(c for c, b in _byte_level_alphabet().items() if b == byte)
+
+
+def _byte_level(piece: str, alphabet: dict[str, int]) -> bytes:
+    # Characters outside the alphabet (in added tokens such as `<|im_end|>`) stand for themselves.
+    out = bytearray()
+    for c in piece:
+        b = alphabet.get(c)
+        out += c.encode() if b is None else bytes((b,))
+    return bytes(out)
 
 
 class ToolParser(NamedTuple):

@@ -12,6 +12,7 @@ from typing import Any
 
 from gateway.adapters.base import GenerationRequest
 from gateway.adapters.mlx import mlxlm
+from gateway.adapters.mlx.detokenize import ByteDetokenizer
 from gateway.adapters.mlx.parse import Markers
 from gateway.adapters.mlx.render import (
     RenderRules,
@@ -52,9 +53,17 @@ class LoadedModel:
         self.markers, self.parser_name = _markers(self.tokenizer, spec.tool_parser)
         self.rules: RenderRules = probe_rules(self._probe_render, spec.system_messages)
         self.eos = frozenset(self.tokenizer.eos_token_ids)
+        self._token_bytes = mlxlm.token_bytes(self.tokenizer)  # built once: every request shares the table
         self.batchable, self.trimmable = _cache_traits(self.model)
         self.load_seconds = time.perf_counter() - started
         self.memory_bytes = int(mx.get_active_memory())
+
+    def detokenizer(self) -> mlxlm.Detokenizer:
+        """A fresh streaming detokenizer for one request (see detokenize.py for why not mlx-lm's, where it can)."""
+        if self._token_bytes is None:
+            return self.tokenizer.detokenizer
+        table, trim_space = self._token_bytes
+        return ByteDetokenizer(table, trim_space)
 
     def info(self) -> ModelInfo:
         return ModelInfo(

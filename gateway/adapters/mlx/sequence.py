@@ -20,7 +20,7 @@ class TokenSequence:
         self.generated = 0
         self.reasoning = 0
         self._eos = model.eos
-        self._detokenizer = model.tokenizer.detokenizer
+        self._detokenizer = model.detokenizer()
         self._parser = OutputParser(
             model.markers, tools=tool_dicts(request.tools), stop=request.stop, initial=model.initial_state(prompt)
         )
