@@ -43,7 +43,7 @@ def requester(http: httpx.AsyncClient, kind: str, base: str, model: str, eos: in
             body = {"model": model, "input": text, "temperature": 0, "max_output_tokens": tokens, "store": False}
             return await common.stream_responses(http, base, body)
         body = {"model": model, "messages": [{"role": "user", "content": text}], "temperature": 0,
-                "max_tokens": tokens, "logit_bias": {str(eos): -1e9}}
+                "max_tokens": tokens}
         return await common.stream_chat(http, base, body)
 
     return request
@@ -85,6 +85,7 @@ def main() -> None:
     parser.add_argument("--model", default="small")
     parser.add_argument("--openblas", help="colon-separated libraries to preload (libgfortran, libopenblas)")
     parser.add_argument("--no-peers", action="store_true")
+    parser.add_argument("--peers", help="directory bench/install_peers.sh installed the peers into")
     parser.add_argument("--cache", default=str(Path(tempfile.gettempdir()) / "mlxgw-bench-models"))
     args = parser.parse_args()
     print(f"machine: {common.machine()}")
@@ -100,9 +101,12 @@ def main() -> None:
                                                      lambda b=blas: common.gateway({"bench": path}, b))]
         if not args.no_peers:
             systems.append(("mlx_lm.server (chat)", "chat", str(path), lambda b=blas: common.mlx_lm_server(path, b)))
-            if common.have_vllm_mlx():
+            binary = common.vllm_mlx_binary(common.peers_dir(args.peers))
+            if binary is not None:
                 systems.append(("vllm-mlx continuous batching (responses)", "responses", str(path),
-                                lambda b=blas: common.vllm_mlx_server(path, b, "--continuous-batching")))
+                                lambda b=blas, v=binary: common.vllm_mlx_server(v, path, b, "--continuous-batching")))
+            else:
+                print(common.missing_peer("vllm-mlx", common.peers_dir(args.peers)), flush=True)
         with common.RawWorker(blas) as raw:
             for label, kind, model, start in systems:
                 try:

@@ -1,8 +1,9 @@
 """Shared pieces of the MLX benchmarks: models, servers, streaming clients, baselines, tables.
 
 Every server listens on 127.0.0.1 and every request goes there; every loop is bounded.
-Peers run from their own venvs (see docs/benchmarks.md for the pip commands); nothing
-here installs or builds them.
+Peers run from their own venvs in a directory you name (`--peers DIR`, or `$MLXGW_PEERS`),
+installed there by `bench/install_peers.sh DIR`; a peer that is not there is reported as
+missing, never dropped silently. Raw results go to `bench/results/` as JSON lines.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
-VLLM_MLX = Path("/work/peers/venv-vmlx/bin/vllm-mlx")
+RESULTS = ROOT / "bench" / "results"
 
 # fp32 qwen2 dummies shaped like the peer measurements' tiny, small and pc models. The vocabulary is cut to
 # what the locally trained tokenizer really has (~2,000): ids beyond it decode to nothing, and a server that
@@ -196,16 +197,62 @@ def mlx_lm_server(model: Path, blas: Blas, *extra: str) -> Iterator[str]:
         yield f"http://127.0.0.1:{port}"
 
 
+def peers_dir(given: str | None) -> Path | None:
+    """Where bench/install_peers.sh put the peers: `--peers DIR`, else `$MLXGW_PEERS`, else none."""
+    folder = given or os.environ.get("MLXGW_PEERS")
+    return Path(folder).expanduser().resolve() if folder else None
+
+
+def vllm_mlx_binary(peers: Path | None) -> Path | None:
+    """vllm-mlx's entry point in the peers directory, or None (the caller reports it missing)."""
+    if peers is None:
+        return None
+    binary = peers / "venv-vmlx" / "bin" / "vllm-mlx"
+    return binary if binary.exists() else None
+
+
+def missing_peer(name: str, peers: Path | None) -> str:
+    where = f"not installed in {peers}" if peers else "no peers directory given (--peers DIR or $MLXGW_PEERS)"
+    return f"{name}: MISSING, {where}; install it with bench/install_peers.sh DIR"
+
+
 @contextmanager
-def vllm_mlx_server(model: Path, blas: Blas, *extra: str) -> Iterator[str]:
+def vllm_mlx_server(binary: Path, model: Path, blas: Blas, *extra: str) -> Iterator[str]:
     port = free_port()
-    command = [str(VLLM_MLX), "serve", str(model), "--host", "127.0.0.1", "--port", str(port), *extra]
+    command = [str(binary), "serve", str(model), "--host", "127.0.0.1", "--port", str(port), *extra]
     with server(command, blas.server_env(), f"http://127.0.0.1:{port}/health", timeout=300):
         yield f"http://127.0.0.1:{port}"
 
 
-def have_vllm_mlx() -> bool:
-    return VLLM_MLX.exists()
+# ---------------------------------------------------------------- raw results and statistics
+
+
+class Results:
+    """One JSON line per measured run, in bench/results/<script>-<UTC time>.jsonl (committed with the docs)."""
+
+    def __init__(self, script: str, settings: dict[str, Any]) -> None:
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        self.path = RESULTS / f"{script}-{stamp}.jsonl"
+        self._file = self.path.open("w")
+        self.write(kind="run", script=script, machine=machine(), settings=settings)
+
+    def write(self, **fields: Any) -> None:
+        self._file.write(json.dumps(fields, sort_keys=True) + "\n")
+        self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def spread(values: list[float]) -> tuple[float, float, float]:
+    """(min, median, max)."""
+    return (min(values), statistics.median(values), max(values)) if values else (float("nan"),) * 3
+
+
+def fmt_spread(values: list[float], scale: float = 1.0, digits: int = 2) -> str:
+    low, mid, high = spread([v * scale for v in values])
+    return f"{mid:.{digits}f} ({low:.{digits}f}–{high:.{digits}f})"
 
 
 # ---------------------------------------------------------------- clients

@@ -3,12 +3,15 @@
 Run by the benchmark scripts as a subprocess, with whichever venv's python is being
 measured (it imports only mlx and mlx-lm, so it also runs in a peer's venv). Reads one
 JSON job on stdin, prints one JSON result on stdout; with `--serve`, one job per line
-(the model stays loaded, so runs can alternate with a server's). EOS is masked, so
-every run generates exactly the requested number of tokens.
+(the model stays loaded, so runs can alternate with a server's). Streams run exactly as a
+server would run them: greedy, EOS ends them (`probe` finds the prompts that run to the limit,
+so every system generates the same tokens). The batch mode likewise runs without a processor.
 
     {"mode": "stream", "model": DIR, "prompts": [[messages], ...], "tokens": 256}
-        -> {"runs": [{"prompt_tokens", "ttft", "decode_tps", "e2e_tps", "tokens"}, ...]}
-        (mlx_lm.stream_generate, one prompt after another; the first is the warm-up)
+        -> {"runs": [{"prompt_tokens", "ttft", "decode_tps", "e2e_tps", "tokens", "text"}, ...]}
+        (mlx_lm.stream_generate, one prompt after another, no logits processor: the work a server does)
+    {"mode": "probe", "model": DIR, "prompts": [[messages], ...], "tokens": 256}
+        -> {"tokens": [n, ...]}  (how many tokens greedy decoding yields for each prompt, up to the limit)
     {"mode": "batch", "model": DIR, "prompts": [[messages], ...], "tokens": 256, "rounds": [n, ...]}
         -> {"rounds": [{"n", "seconds", "tokens", "aggregate_tps"}, ...]}
         (mlx_lm's BatchGenerator with n sequences inserted at once, prompts taken in order)
@@ -38,21 +41,12 @@ def main() -> None:
 
 
 def run(job: dict[str, Any], loaded: dict[str, Any]) -> dict[str, Any]:
-    import mlx.core as mx
     from mlx_lm import load
 
     if job["model"] not in loaded:
         loaded.clear()
         loaded[job["model"]] = load(job["model"])
     model, tokenizer = loaded[job["model"]]
-    eos = sorted(tokenizer.eos_token_ids)
-
-    def no_eos(tokens: Any, logits: Any) -> Any:
-        barred = mx.zeros(logits.shape[-1], dtype=mx.bool_)
-        for token in eos:
-            barred = barred | (mx.arange(logits.shape[-1]) == token)
-        return mx.where(barred, mx.array(-1e9, dtype=logits.dtype), logits)
-
     def render(messages: list[dict[str, Any]]) -> list[int]:
         # A conversation ending with the model's answer is history: no generation prompt after it.
         ask = messages[-1]["role"] != "assistant"
@@ -60,11 +54,15 @@ def run(job: dict[str, Any], loaded: dict[str, Any]) -> dict[str, Any]:
 
     mode = job["mode"]
     if mode == "stream":
-        result = {"runs": [stream(model, tokenizer, render(m), job["tokens"], no_eos) for m in job["prompts"]]}
+        result = {"runs": [stream(model, tokenizer, render(m), job["tokens"]) for m in job["prompts"]]}
+    elif mode == "probe":
+        from mlx_lm import stream_generate
+
+        result = {"tokens": [sum(1 for _ in stream_generate(model, tokenizer, render(m), max_tokens=job["tokens"]))
+                             for m in job["prompts"]]}
     elif mode == "batch":
         prompts = [render(m) for m in job["prompts"]]
-        result = {"rounds": [batch(model, prompts, n, job["tokens"], no_eos, index)
-                             for index, n in enumerate(job["rounds"])]}
+        result = {"rounds": [batch(model, prompts, n, job["tokens"], index) for index, n in enumerate(job["rounds"])]}
     elif mode == "prefill":
         before = render(job["before"])
         if job.get("answer"):  # the previous turn's own answer is in its cache too: generate it the same way
@@ -77,25 +75,31 @@ def run(job: dict[str, Any], loaded: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
-def stream(model: Any, tokenizer: Any, prompt: list[int], tokens: int, no_eos: Any) -> dict[str, Any]:
+def stream(model: Any, tokenizer: Any, prompt: list[int], tokens: int) -> dict[str, Any]:
     from mlx_lm import stream_generate
 
     began = time.perf_counter()
-    times = [time.perf_counter() for _ in stream_generate(model, tokenizer, prompt, max_tokens=tokens,
-                                                           logits_processors=[no_eos])]
+    times, text, first_text = [], [], None
+    for response in stream_generate(model, tokenizer, prompt, max_tokens=tokens):
+        times.append(time.perf_counter())
+        text.append(response.text)
+        if first_text is None and response.text:
+            first_text = times[-1]
     decode = (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 else 0.0
-    return {"prompt_tokens": len(prompt), "ttft": times[0] - began, "decode_tps": decode,
-            "e2e_tps": len(times) / (times[-1] - began), "tokens": len(times)}
+    # TTFT to the first *text*, as a streaming client sees it (a detokenizer may hold a token back).
+    return {"prompt_tokens": len(prompt), "ttft": (first_text or times[0]) - began, "ttft_token": times[0] - began,
+            "decode_tps": decode, "e2e_tps": len(times) / (times[-1] - began), "tokens": len(times),
+            "text": "".join(text)}
 
 
-def batch(model: Any, prompts: list[list[int]], n: int, tokens: int, no_eos: Any, index: int) -> dict[str, Any]:
+def batch(model: Any, prompts: list[list[int]], n: int, tokens: int, index: int) -> dict[str, Any]:
     from mlx_lm.generate import BatchGenerator
 
     start = (index * n) % max(1, len(prompts) - n + 1)
     chosen = prompts[start:start + n]
     generator = BatchGenerator(model, completion_batch_size=max(8, n), prefill_batch_size=max(8, n))
     began = time.perf_counter()
-    generator.insert(chosen, max_tokens=[tokens] * n, logits_processors=[[no_eos]] * n)
+    generator.insert(chosen, max_tokens=[tokens] * n)
     produced, finished = 0, 0
     while finished < n:
         _, responses = generator.next()

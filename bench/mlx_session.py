@@ -71,8 +71,7 @@ async def session(kind: str, base: str, model: str, eos: int, instructions: str,
                 text = "".join(part.get("text", "") for item in run.output if item.get("type") == "message"
                                for part in item.get("content", []))
             else:
-                body = {"model": model, "messages": messages, "temperature": 0, "max_tokens": answer,
-                        "logit_bias": {str(eos): -1e9}}
+                body = {"model": model, "messages": messages, "temperature": 0, "max_tokens": answer}
                 run = await common.stream_chat(http, base, body)
                 text = run.output[0] if run.output else ""
             if run.error:
@@ -93,6 +92,7 @@ def main() -> None:
     parser.add_argument("--no-cache-run", action="store_true",
                         help="with --openblas, also run the gateway with its prefix cache off")
     parser.add_argument("--no-peers", action="store_true")
+    parser.add_argument("--peers", help="directory bench/install_peers.sh installed the peers into")
     parser.add_argument("--cache", default=str(Path(tempfile.gettempdir()) / "mlxgw-bench-models"))
     args = parser.parse_args()
     print(f"machine: {common.machine()}")
@@ -111,9 +111,12 @@ def main() -> None:
         if not args.no_peers:
             systems.append(("mlx_lm.server (chat)", "chat", str(path), lambda b=blas: common.mlx_lm_server(path, b),
                             None))
-            if common.have_vllm_mlx():
+            binary = common.vllm_mlx_binary(common.peers_dir(args.peers))
+            if binary is not None:
                 systems.append(("vllm-mlx continuous batching (responses)", "responses", str(path),
-                                lambda b=blas: common.vllm_mlx_server(path, b, "--continuous-batching"), None))
+                                lambda b=blas, v=binary: common.vllm_mlx_server(v, path, b, "--continuous-batching"), None))
+            else:
+                print(common.missing_peer("vllm-mlx", common.peers_dir(args.peers)), flush=True)
         results: list[tuple[str, list[list[common.Run]]]] = []
         ideal: dict[str, Any] = {}
         for index, (label, kind, model, start, key) in enumerate(systems):

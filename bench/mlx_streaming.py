@@ -1,21 +1,26 @@
-"""(a) Streaming overhead: one client, tokens/s through each server vs mlx-lm in-process, same run.
+"""(a) Streaming overhead: one client, each server against mlx-lm in-process, pair by pair, in one run.
 
-For the tiny (~1300 tok/s raw) and small (~200 tok/s) dummy models: the gateway
-(/v1/responses, SSE, real worker), mlx_lm.server (/v1/chat/completions) and, when
-installed, vllm-mlx (/v1/responses; simple and continuous-batching engines). 256 new
-tokens, greedy, a unique first line per request, one warm-up then N measured runs.
-Each server's runs alternate with raw `mlx_lm.stream_generate` runs (this venv's mlx-lm,
-its own process, the same model directory); ratios and TTFT overheads are computed per
-pair of neighbouring runs, then the median is taken, so drift of the machine during the
-run hits both sides equally.
+For the tiny and small dummy models: the gateway (/v1/responses, SSE, its real worker),
+mlx_lm.server (/v1/chat/completions) and vllm-mlx (/v1/responses, simple and continuous
+batching) when installed in the peers directory. Every system does the same work as the
+baseline: greedy, EOS handled as usual (no logits processor anywhere), and only prompts
+whose greedy answer runs to the token limit (found by a raw probe first), so both sides of
+a pair generate the same number of tokens; the script checks that and stops if not.
 
-    .venv/bin/python bench/mlx_streaming.py [--runs 7] [--tokens 256] [--openblas LIBS] [--no-peers]
+A pair is one raw `mlx_lm.stream_generate` run and one server run on the same prompt, in
+an order drawn at random per pair (seeded); each prompt is used by one pair only, so no
+server answers from a cached prompt. Ratios and TTFT differences are taken per pair, then
+min / median / max over the pairs. Every run is written to bench/results/ as a JSON line.
+
+    .venv/bin/python bench/mlx_streaming.py [--pairs 7] [--tokens 256] [--models tiny,small]
+        [--peers DIR | --no-peers] [--openblas LIBS] [--seed 1] [--loaded 2]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import random
 import tempfile
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import AbstractContextManager
@@ -25,108 +30,141 @@ from typing import Any
 import httpx
 import mlx_common as common
 
-
-class Counter:
-    def __init__(self) -> None:
-        self.value = 0
-
-    def next(self) -> int:
-        self.value += 1
-        return self.value
+HEADERS = ["system", "model", "pairs", "tokens", "e2e ratio", "decode ratio", "raw TTFT ms", "TTFT ms",
+           "TTFT overhead ms"]
 
 
-async def paired(
-    label: str, model: str, raw: common.RawWorker, request: Callable[[int], Awaitable[common.Run]], runs: int,
-    tokens: int, path: Path, counter: Counter, kind: str,
-) -> list[Any]:
-    pairs = []
-    for i in range(runs + 1):
-        job = {"mode": "stream", "model": str(path), "tokens": tokens,
-               "prompts": [[{"role": "user", "content": common.prompt_text(counter.next())}]]}
-        base = (await asyncio.to_thread(raw, job))["runs"][0]
-        run = await request(counter.next())
-        if run.error:
-            raise RuntimeError(f"{label}: {run.error}")
-        if i:
-            pairs.append((base, run))
-    # Ratios and TTFT differences are taken per pair (two runs next to each other in time), then the median.
-    decode_ratio = common.median([r.decode_tps / b["decode_tps"] for b, r in pairs])
-    e2e_ratio = common.median([r.e2e_tps / b["e2e_tps"] for b, r in pairs])
-    ttft_overhead = common.median([r.ttft - b["ttft"] for b, r in pairs])
-    counts = "/".join(str(n) for n in sorted({r.tokens for _, r in pairs}))
-    events = round(common.median([r.deltas for _, r in pairs]))
-    return [label, model, kind, round(common.median([b["decode_tps"] for b, _ in pairs])),
-            round(common.median([r.decode_tps for _, r in pairs])), decode_ratio, e2e_ratio,
-            common.median([b["ttft"] for b, _ in pairs]) * 1000, common.median([r.ttft for _, r in pairs]) * 1000,
-            ttft_overhead * 1000, counts, events]
+def messages(index: int) -> list[dict[str, str]]:
+    return [{"role": "user", "content": common.prompt_text(index)}]
 
 
-def requester(
-    http: httpx.AsyncClient, kind: str, base: str, model: str, eos: int, tokens: int
-) -> Callable[[int], Awaitable[common.Run]]:
-    """One client connection for all of a system's runs (kept alive, as an agent's would be)."""
+def runnable_prompts(raw: common.RawWorker, path: Path, tokens: int, wanted: int, start: int) -> list[int]:
+    """Prompt indices whose greedy answer is `tokens` long (no EOS before the limit): both sides of a pair
+    then stream exactly as many tokens. Probed in batches of 8, at most 200 candidates."""
+    found: list[int] = []
+    index = start
+    while len(found) < wanted:
+        if index - start >= 200:
+            raise RuntimeError(f"only {len(found)} of 200 prompts run to {tokens} tokens on {path.name}")
+        batch = list(range(index, index + 8))
+        counts = raw({"mode": "probe", "model": str(path), "tokens": tokens,
+                      "prompts": [messages(i) for i in batch]})["tokens"]
+        found += [i for i, n in zip(batch, counts, strict=True) if n == tokens]
+        index += 8
+    return found[:wanted]
+
+
+def requester(http: httpx.AsyncClient, kind: str, base: str, model: str, tokens: int
+              ) -> Callable[[int], Awaitable[common.Run]]:
+    """One keep-alive client connection for all of a system's runs, as an agent's would be."""
 
     async def request(index: int) -> common.Run:
-        text = common.prompt_text(index)
         if kind == "responses":
-            body = {"model": model, "input": text, "temperature": 0, "max_output_tokens": tokens, "store": False}
+            body = {"model": model, "input": messages(index)[0]["content"], "temperature": 0,
+                    "max_output_tokens": tokens, "store": False}
             return await common.stream_responses(http, base, body)
-        body = {"model": model, "messages": [{"role": "user", "content": text}], "temperature": 0,
-                "max_tokens": tokens, "logit_bias": {str(eos): -1e9}}
+        body = {"model": model, "messages": messages(index), "temperature": 0, "max_tokens": tokens}
         return await common.stream_chat(http, base, body)
 
     return request
 
 
-async def measure(label: str, name: str, raw: common.RawWorker, kind: str, base: str, model: str, eos: int,
-                  args: argparse.Namespace, path: Path, counter: Counter) -> list[Any]:
+async def measure(label: str, name: str, kind: str, base: str, model: str, raw: common.RawWorker, path: Path,
+                  prompts: list[int], args: argparse.Namespace, order: random.Random, results: common.Results,
+                  ) -> list[Any]:
     async with common.client() as http:
-        request = requester(http, kind, base, model, eos, args.tokens)
-        return await paired(label, name, raw, request, args.runs, args.tokens, path, counter, kind)
+        request = requester(http, kind, base, model, args.tokens)
+        warm = await request(prompts[0])  # warm-up of the server and its connection (not counted)
+        if warm.error:
+            raise RuntimeError(f"{label}: {warm.error}")
+        await asyncio.to_thread(raw, {"mode": "stream", "model": str(path), "tokens": 8, "prompts": [messages(0)]})
+        pairs = []
+        for pair, index in enumerate(prompts[1:]):
+            job = {"mode": "stream", "model": str(path), "tokens": args.tokens, "prompts": [messages(index)]}
+            raw_first = order.random() < 0.5
+            if raw_first:
+                base_run = (await asyncio.to_thread(raw, job))["runs"][0]
+            run = await request(index)
+            if not raw_first:
+                base_run = (await asyncio.to_thread(raw, job))["runs"][0]
+            if run.error:
+                raise RuntimeError(f"{label}: {run.error}")
+            if run.tokens != base_run["tokens"]:
+                raise RuntimeError(f"{label}: prompt {index} gave {run.tokens} tokens, raw {base_run['tokens']}")
+            results.write(kind="pair", system=label, model=name, pair=pair, prompt=index, raw_first=raw_first,
+                          tokens=run.tokens, raw={k: v for k, v in base_run.items() if k != "text"},
+                          server={"ttft": run.ttft, "decode_tps": run.decode_tps, "e2e_tps": run.e2e_tps,
+                                  "events": run.deltas, "prompt_tokens": run.prompt_tokens})
+            pairs.append((base_run, run))
+    e2e = [r.e2e_tps / b["e2e_tps"] for b, r in pairs]
+    decode = [r.decode_tps / b["decode_tps"] for b, r in pairs]
+    overhead = [r.ttft - b["ttft"] for b, r in pairs]
+    summary = {"e2e_ratio": common.spread(e2e), "decode_ratio": common.spread(decode),
+               "raw_ttft_ms": common.spread([b["ttft"] * 1000 for b, _ in pairs]),
+               "ttft_ms": common.spread([r.ttft * 1000 for _, r in pairs]),
+               "ttft_overhead_ms": common.spread([o * 1000 for o in overhead])}
+    results.write(kind="summary", system=label, model=name, pairs=len(pairs), **summary)
+    return [label, name, len(pairs), pairs[0][1].tokens, common.fmt_spread(e2e), common.fmt_spread(decode),
+            common.fmt_spread([b["ttft"] for b, _ in pairs], 1000, 1), common.fmt_spread([r.ttft for _, r in pairs],
+                                                                                         1000, 1),
+            common.fmt_spread(overhead, 1000, 1)]
 
 
-def systems(path: Path, blas: common.Blas, peers: bool) -> Iterator[tuple[str, str, str, AbstractContextManager[str]]]:
-    """(label, API kind, model field, server context) for each system to measure."""
-    yield "**gateway**", "responses", "bench", common.gateway({"bench": path}, blas)
-    if not peers:
+def systems(path: Path, blas: common.Blas, args: argparse.Namespace
+            ) -> Iterator[tuple[str, str, str, AbstractContextManager[str] | None]]:
+    """(label, API kind, model field, server context or None if the system is missing) per system."""
+    # The gateway as it is used: two models loaded (the second, idle, is the same weights in its own worker).
+    loaded = {"bench": path, "idle": path} if args.loaded == 2 else {"bench": path}
+    yield "**gateway**", "responses", "bench", common.gateway(loaded, blas)
+    if args.no_peers:
         return
     yield "mlx_lm.server", "chat", str(path), common.mlx_lm_server(path, blas)
-    if common.have_vllm_mlx():
-        yield "vllm-mlx simple", "responses", str(path), common.vllm_mlx_server(path, blas)
-        yield ("vllm-mlx continuous batching", "responses", str(path),
-               common.vllm_mlx_server(path, blas, "--continuous-batching"))
+    binary = common.vllm_mlx_binary(common.peers_dir(args.peers))
+    yield ("vllm-mlx simple", "responses", str(path),
+           common.vllm_mlx_server(binary, path, blas) if binary else None)
+    yield ("vllm-mlx continuous batching", "responses", str(path),
+           common.vllm_mlx_server(binary, path, blas, "--continuous-batching") if binary else None)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--runs", type=int, default=7)
+    parser.add_argument("--pairs", type=int, default=7)
     parser.add_argument("--tokens", type=int, default=256)
     parser.add_argument("--models", default="tiny,small")
     parser.add_argument("--openblas", help="colon-separated libraries to preload (libgfortran, libopenblas)")
-    parser.add_argument("--no-peers", action="store_true")
+    parser.add_argument("--peers", help="directory bench/install_peers.sh installed the peers into")
+    parser.add_argument("--no-peers", action="store_true", help="measure the gateway alone")
+    parser.add_argument("--seed", type=int, default=1, help="seeds the order within each pair")
+    parser.add_argument("--loaded", type=int, choices=(1, 2), default=2, help="models the gateway has loaded")
     parser.add_argument("--cache", default=str(Path(tempfile.gettempdir()) / "mlxgw-bench-models"))
     args = parser.parse_args()
+    results = common.Results("mlx_streaming", vars(args))
     print(f"machine: {common.machine()}")
-    print(f"{args.tokens} new tokens per run, greedy; {args.runs} measured runs per system after a warm-up, each "
-          "alternating with a raw stream_generate run; medians. ratio = system / raw.\n")
-    counter = Counter()
+    print(f"{args.tokens} new tokens per run, greedy, EOS as usual, prompts that run to the limit; {args.pairs} pairs "
+          "per system after a warm-up, order random per pair; min–max in brackets; ratio = system / raw.\n")
+    order = random.Random(args.seed)
     for blas in common.blas_setups(args.openblas):
         rows: list[list[Any]] = []
         for name in args.models.split(","):
             path = common.build_model(name, Path(args.cache))
-            eos = common.eos_id(path)
             with common.RawWorker(blas) as raw:
-                for label, kind, model, context in systems(path, blas, not args.no_peers):
+                start = 1
+                for label, kind, model, context in systems(path, blas, args):
+                    if context is None:
+                        print(common.missing_peer(label, common.peers_dir(args.peers)), flush=True)
+                        results.write(kind="missing", system=label, model=name)
+                        continue
+                    prompts = runnable_prompts(raw, path, args.tokens, args.pairs + 1, start)
+                    start = prompts[-1] + 1  # every system gets prompts of its own
                     with context as base:
-                        rows.append(common.run_async(measure(label, name, raw, kind, base, model, eos, args, path,
-                                                             counter)))
+                        rows.append(common.run_async(measure(label, name, kind, base, model, raw, path, prompts,
+                                                             args, order, results)))
                     print(common.table(HEADERS, rows[-1:]).splitlines()[-1], flush=True)
         print(f"\n### BLAS: {blas.name}\n")
         print(common.table(HEADERS, rows), flush=True)
+    results.close()
+    print(f"\nraw results: {results.path.relative_to(common.ROOT)}")
 
-
-HEADERS = ["system", "model", "API", "raw decode tok/s", "decode tok/s", "decode ratio", "e2e ratio", "raw TTFT ms",
-           "TTFT ms", "TTFT overhead ms", "tokens", "text events"]
 
 if __name__ == "__main__":
     main()
