@@ -11,6 +11,7 @@ from msgspec import Struct
 from gateway.adapters.base import Adapter, GenerationRequest
 from gateway.assemble import Assembler
 from gateway.config import GatewayConfig, ModelSpec
+from gateway.constraints import plan_constraint
 from gateway.conversation import build_messages
 from gateway.errors import GatewayError, InvalidRequest, ModelUnavailable
 from gateway.ids import new_id, now
@@ -107,6 +108,10 @@ def prepare_response(
     messages = build_messages(
         request.instructions, plan.items, system_notes=plan.notes, namer=plan.tools.visible_name
     )
+    constraint, degradations = plan_constraint(
+        request, plan.tools.specs, plan.tool_choice, plan.parallel_tool_calls, adapter.capabilities
+    )
+    plan.degradations += degradations
     response = response_skeleton(request, model, ids("resp"))
     max_tokens = request.max_output_tokens or model.sampling.max_output_tokens
     generation = GenerationRequest(
@@ -122,6 +127,7 @@ def prepare_response(
         reasoning_effort=request.reasoning.effort if request.reasoning else None,
         prompt_cache_key=request.prompt_cache_key,
         chat_template_kwargs=dict(model.chat_template_kwargs),
+        constraint=constraint,
     )
     return Prepared(
         request=request,

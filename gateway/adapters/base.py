@@ -16,6 +16,7 @@ from msgspec import Struct
 __all__ = [
     "Adapter",
     "Capabilities",
+    "Constraint",
     "Delta",
     "Finish",
     "FinishReason",
@@ -57,6 +58,15 @@ class ToolSpec(Struct, kw_only=True, omit_defaults=True):
     parameters: dict[str, Any] = msgspec.field(default_factory=lambda: {"type": "object", "properties": {}})
 
 
+class Constraint(Struct, kw_only=True, frozen=True):
+    """What the answer must be, enforced while decoding: JSON matching `schema` (the text answer), or, when
+    `calls` is set, tool calls in the model's own call format to these tools (visible name -> arguments schema)."""
+
+    schema: dict[str, Any] | None = None
+    calls: dict[str, dict[str, Any]] = {}
+    parallel: bool = True  # more than one call allowed
+
+
 class GenerationRequest(Struct, kw_only=True):
     request_id: str
     messages: list[TemplateMessage]
@@ -70,6 +80,7 @@ class GenerationRequest(Struct, kw_only=True):
     reasoning_effort: str | None = None
     prompt_cache_key: str | None = None
     chat_template_kwargs: dict[str, Any] = {}
+    constraint: Constraint | None = None
 
 
 class Capabilities(Struct, kw_only=True, frozen=True):
@@ -78,6 +89,9 @@ class Capabilities(Struct, kw_only=True, frozen=True):
     reasoning: bool = False
     # Output decoded by a model, token by token: its speed means something (not so for a scripted model).
     decodes: bool = True
+    # Constrained decoding (constraints.py): JSON answers, and forced tool calls in the model's call format.
+    constrains_json: bool = False
+    constrains_calls: bool = False
 
 
 # ------------------------------------------------------------------ deltas

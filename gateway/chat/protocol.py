@@ -71,3 +71,4 @@ class ChatCompletionRequest(Struct, kw_only=True):
     n: Annotated[int, Meta(ge=1, le=1)] | None = None
     reasoning_effort: str | None = None
     user: str | None = None
+    response_format: dict[str, Any] | None = None  # text / json_object / json_schema: enforced like text.format

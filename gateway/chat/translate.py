@@ -26,6 +26,7 @@ from gateway.protocol import (
     ReasoningText,
     Response,
     ResponsesRequest,
+    TextConfig,
 )
 
 __all__ = ["completion_object", "decode_chat_request", "finish_reason", "to_responses_request", "usage_object"]
@@ -90,6 +91,20 @@ def _tool_choice(choice: str | dict[str, Any] | None) -> str | dict[str, Any]:
     raise InvalidRequest("tool_choice must be none, auto, required or a named function.", param="tool_choice")
 
 
+def _text_format(response_format: dict[str, Any] | None) -> TextConfig | None:
+    """Chat's `response_format` as the Responses `text.format` (json_schema's fields move up one level)."""
+    if response_format is None:
+        return None
+    kind = response_format.get("type")
+    if kind in ("text", "json_object"):
+        return TextConfig(format={"type": kind})
+    spec = response_format.get("json_schema")
+    if kind == "json_schema" and isinstance(spec, dict):
+        return TextConfig(format={"type": "json_schema", **spec})
+    raise InvalidRequest("response_format must be text, json_object or json_schema (with a json_schema object).",
+                         param="response_format")
+
+
 def to_responses_request(chat: ChatCompletionRequest) -> tuple[ResponsesRequest, list[str]]:
     """The same request in Responses terms (never stored), plus its stop sequences."""
     tools = [
@@ -112,6 +127,7 @@ def to_responses_request(chat: ChatCompletionRequest) -> tuple[ResponsesRequest,
         top_p=chat.top_p,
         reasoning=ReasoningConfig(effort=chat.reasoning_effort) if chat.reasoning_effort else None,
         user=chat.user,
+        text=_text_format(chat.response_format),
     )
     return request, stop
 

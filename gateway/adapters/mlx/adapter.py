@@ -30,6 +30,7 @@ from typing import Any, Literal
 import structlog
 
 from gateway.adapters.base import Capabilities, Delta, Finish, GenerationRequest
+from gateway.adapters.mlx.constrain import CALL_GRAMMARS
 from gateway.adapters.mlx.pool import WorkerPool
 from gateway.adapters.mlx.process import WorkerProcess
 from gateway.adapters.mlx.traits import ModelTraits, probe
@@ -46,7 +47,7 @@ ModelState = Literal["unloaded", "loading", "ready", "backoff", "failed", "crash
 STABLE_AFTER = 60.0  # a worker that lived this long resets the crash count
 MAX_BACKOFF = 30.0
 # Until a model's files or its load tell otherwise (an hf: model not downloaded yet), assume it can call tools and think.
-ASSUMED = Capabilities(tool_calling=True, vision=False, reasoning=True)
+ASSUMED = Capabilities(tool_calling=True, vision=False, reasoning=True, constrains_json=True, constrains_calls=True)
 
 
 class Backoff:
@@ -197,7 +198,8 @@ class MlxAdapter:
         traits = self._known_traits()
         if traits is None:
             return ASSUMED
-        return Capabilities(tool_calling=traits.tool_parser is not None, vision=False, reasoning=traits.thinking)
+        return Capabilities(tool_calling=traits.tool_parser is not None, vision=False, reasoning=traits.thinking,
+                            constrains_json=True, constrains_calls=traits.tool_parser in CALL_GRAMMARS)
 
     async def capabilities_ready(self) -> Capabilities:
         """`capabilities`, loading the model first when only its load can tell (an hf: model not downloaded yet)."""

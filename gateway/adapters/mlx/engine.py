@@ -15,6 +15,7 @@ from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 
+from gateway.adapters.mlx.constrain import ConstraintError
 from gateway.adapters.mlx.model import LoadedModel, RenderError
 from gateway.adapters.mlx.scheduler import Scheduler
 from gateway.adapters.mlx.slot import Job, TooLong
@@ -115,7 +116,7 @@ class Engine:
                 self._send(Rendered(request_id=request_id, text=text, tokens=tokens))
                 return
             scheduler.add(job)
-        except RenderError as exc:
+        except (RenderError, ConstraintError) as exc:
             self._fail(request_id, "invalid_request", str(exc))
         except TooLong as exc:
             self._fail(request_id, "context_length_exceeded", str(exc))

@@ -24,6 +24,7 @@ from collections.abc import Callable
 from typing import Literal
 
 from gateway.adapters.mlx import mlxlm
+from gateway.adapters.mlx.constrain import Constraints
 from gateway.adapters.mlx.model import LoadedModel
 from gateway.adapters.mlx.outbox import Outbox
 from gateway.adapters.mlx.prefix import PrefixCache
@@ -52,6 +53,7 @@ class Scheduler:
         self.max_batch = spec.max_batch if model.batchable else 1
         self.prefix = PrefixCache(int(spec.prefix_cache_mb * 2**20))
         self._samplers = Samplers()
+        self._constraints = Constraints(model.tokenizer, model.parser_name, model.markers.think_end)
         self._waiting: deque[Slot] = deque()
         self._solo: tuple[Slot, SoloDecoder] | None = None
         self._batch: dict[int, Slot] = {}
@@ -70,7 +72,7 @@ class Scheduler:
 
     def add(self, job: Job) -> Slot:
         """Render and queue; raises RenderError / TooLong for requests that cannot be served."""
-        slot = Slot(job, self.model, self.spec.context_length, self._samplers, self.spec.testing)
+        slot = Slot(job, self.model, self.spec.context_length, self._samplers, self.spec.testing, self._constraints)
         self._waiting.append(slot)
         return slot
 

@@ -12,6 +12,7 @@ from typing import Any
 
 from gateway.adapters.base import GenerationRequest
 from gateway.adapters.mlx import mlxlm
+from gateway.adapters.mlx.constrain import Constraints
 from gateway.adapters.mlx.model import LoadedModel
 from gateway.adapters.mlx.sequence import TokenSequence
 from gateway.config import MlxTesting
@@ -53,7 +54,7 @@ class Samplers:
 
 class Slot:
     def __init__(self, job: Job, model: LoadedModel, context_length: int, samplers: Samplers,
-                 testing: MlxTesting | None) -> None:
+                 testing: MlxTesting | None, constraints: Constraints | None = None) -> None:
         request = job.request
         self.job = job
         self.request_id = request.request_id
@@ -68,6 +69,10 @@ class Slot:
         self.sequence = TokenSequence(request, self.prompt, model)
         self.sampler = samplers.get(request)
         self.processors = _testing_processors(model, request, len(self.prompt), testing)
+        if request.constraint is not None and constraints is not None:
+            thinking = model.initial_state(self.prompt) == "reasoning"
+            enforce = constraints.processor(request.constraint, len(self.prompt), thinking)
+            self.processors = [*(self.processors or []), enforce]  # last: it sees what the others left
         self.cached = 0  # prompt tokens served from the prefix cache
         self.prefilled = 0  # prompt tokens computed so far (after the cached ones)
         self.uid: int | None = None  # the batch generator's id while in the batch

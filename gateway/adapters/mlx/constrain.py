@@ -1,0 +1,152 @@
+"""Constrained decoding in the worker: a request's `Constraint` becomes a llguidance grammar, and a logits
+processor on that request's row only lets through the tokens the grammar allows.
+
+The grammar is Lark with llguidance's `%json` for schemas. Tool calls are written in the model's own call format
+(`CALL_GRAMMARS`, keyed by mlx-lm parser name), so the usual parser turns them into calls. A prompt that ends
+inside an open think block leaves the model free until the think end; the constraint starts there.
+
+Compiling is the costly part (the tokenizer once per model, each grammar once): a pristine matcher per grammar
+text is cached and copied per request. The engine's fuel limits bound compile and per-token mask time; a grammar
+the engine rejects fails the request as invalid (the gateway validates schemas first, so that is rare).
+
+Engine thread only; numpy, mlx and llguidance are imported when a constraint is first used.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any
+
+from gateway.adapters.base import Constraint
+
+__all__ = ["CALL_GRAMMARS", "ConstraintError", "Constraints"]
+
+log = logging.getLogger("gateway.mlx.constrain")
+
+CALL_GRAMMARS = frozenset({"json_tools"})  # parsers whose call format has a grammar here
+CACHED_GRAMMARS = 64
+# Compact JSON: a model (a random one above all) cannot spend its budget on whitespace between tokens.
+COMPACT = {"whitespace_flexible": False, "item_separator": ", ", "key_separator": ": "}
+
+
+class ConstraintError(Exception):
+    pass
+
+
+class Constraints:
+    """Per loaded model: its llguidance tokenizer and compiled grammars."""
+
+    def __init__(self, tokenizer: Any, parser_name: str | None, think_end: str | None) -> None:
+        self._hf = tokenizer
+        self._parser = parser_name
+        self._think_end = think_end
+        self._tokenizer: Any = None
+        self._compiled: OrderedDict[str, Any] = OrderedDict()
+
+    def processor(self, constraint: Constraint, prompt_length: int, thinking: bool) -> Callable[[Any, Any], Any]:
+        """A logits processor enforcing `constraint` from the first generated token (after the open think block
+        when `thinking`)."""
+        grammar = self.grammar(constraint, thinking)
+        matcher = self._matcher(grammar)
+        return _Processor(matcher, prompt_length, self._eos())
+
+    def grammar(self, constraint: Constraint, thinking: bool) -> str:
+        if constraint.calls:
+            body = self._calls(constraint)
+        else:
+            body = "answer\nanswer: %json " + json.dumps(_compact(constraint.schema or {"type": "object"}))
+        start = "start: " + (f"/(?s:.*)/ {self._token(self._think_end)} " if thinking and self._think_end else "")
+        return start + body
+
+    def _calls(self, constraint: Constraint) -> str:
+        if self._parser not in CALL_GRAMMARS:
+            raise ConstraintError(f"This model's tool-call format ({self._parser}) has no grammar: "
+                                  "tool_choice cannot be enforced.")
+        # json_tools (Hermes / Qwen): <tool_call>\n{"name": ..., "arguments": {...}}\n</tool_call>
+        call = {"anyOf": [
+            {"type": "object", "properties": {"name": {"const": name}, "arguments": schema},
+             "required": ["name", "arguments"], "additionalProperties": False}
+            for name, schema in constraint.calls.items()
+        ]}
+        repeat = ' ("\\n" call)*' if constraint.parallel else ""
+        return (f"call{repeat}\n"
+                f'call: {self._token("<tool_call>")} "\\n" body "\\n" {self._token("</tool_call>")}\n'
+                f"body: %json {json.dumps(_compact(call))}")
+
+    def _token(self, text: str | None) -> str:
+        """A marker as the grammar names it: the special token when it is one, else its text."""
+        assert text is not None
+        ids = self._hf.encode(text, add_special_tokens=False)
+        if len(ids) == 1 and self._llg_tokenizer().is_special_token(ids[0]):
+            return f"<[{ids[0]}]>"
+        return json.dumps(text)
+
+    def _llg_tokenizer(self) -> Any:
+        if self._tokenizer is None:
+            import llguidance.hf
+
+            hf = getattr(self._hf, "_tokenizer", self._hf)  # mlx-lm's wrapper holds the HF tokenizer
+            self._tokenizer = llguidance.hf.from_tokenizer(hf, n_vocab=len(hf))
+        return self._tokenizer
+
+    def _eos(self) -> list[int]:
+        ids = getattr(self._hf, "eos_token_ids", None) or [self._hf.eos_token_id]
+        return sorted(int(i) for i in ids)
+
+    def _matcher(self, grammar: str) -> Any:
+        import llguidance
+
+        pristine = self._compiled.get(grammar)
+        if pristine is None:
+            pristine = llguidance.LLMatcher(self._llg_tokenizer(), llguidance.grammar_from("lark", grammar),
+                                            log_level=0)
+            if pristine.is_error():
+                raise ConstraintError(f"The constraint does not compile: {pristine.get_error().splitlines()[0]}")
+            self._compiled[grammar] = pristine
+            while len(self._compiled) > CACHED_GRAMMARS:
+                self._compiled.popitem(last=False)
+        else:
+            self._compiled.move_to_end(grammar)
+        return pristine.deep_copy()
+
+
+def _compact(schema: dict[str, Any]) -> dict[str, Any]:
+    return {**schema, "x-guidance": {**COMPACT, **schema.get("x-guidance", {})}}
+
+
+class _Processor:
+    """mlx-lm logits processor for one row: consume the tokens generated since the last call, mask the rest.
+
+    Tokens are counted from the context length, not from calls, so a row that moves between the solo decoder
+    and the batch (which recomputes the last step) is consumed exactly once per token."""
+
+    def __init__(self, matcher: Any, prompt_length: int, eos: list[int]) -> None:
+        self._matcher = matcher
+        self._consumed = prompt_length
+        self._eos = eos
+        self._failed = False
+
+    def __call__(self, tokens: Any, logits: Any) -> Any:
+        import mlx.core as mx
+        import numpy as np
+
+        size = int(tokens.size)
+        if size > self._consumed:
+            for token in tokens[self._consumed:].tolist():
+                if not self._failed and not self._matcher.consume_token(int(token)):
+                    self._failed = True
+                    log.warning("constraint broken", extra={"fields": {"error": self._matcher.get_error()[:200]}})
+            self._consumed = size
+        vocab = logits.shape[-1]
+        if self._failed or self._matcher.is_stopped():
+            allowed = np.zeros(vocab, dtype=bool)
+            allowed[[t for t in self._eos if t < vocab]] = True
+        else:
+            bits = np.unpackbits(np.frombuffer(self._matcher.compute_bitmask(), dtype=np.uint8), bitorder="little")
+            allowed = np.zeros(vocab, dtype=bool)
+            n = min(vocab, bits.size)
+            allowed[:n] = bits[:n].astype(bool)
+        return mx.where(mx.array(allowed), logits, mx.array(-float("inf"), dtype=logits.dtype))
