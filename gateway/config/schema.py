@@ -161,7 +161,7 @@ class MlxModel(ModelBase, frozen=True, tag="mlx", kw_only=True):
     preload: bool = False
     idle_unload_seconds: Annotated[float, Meta(gt=0)] | None = None
     tool_parser: Annotated[str, Meta(pattern=r"^[a-z0-9_]+$")] | None = None
-    system_messages: Literal["auto", "merge", "keep"] = "auto"
+    system_messages: Literal["auto", "merge", "keep", "user"] = "auto"
     threads: Positive | None = None
     max_batch: Annotated[int, Meta(ge=1, le=256)] = 8  # sequences decoded together (continuous batching)
     max_queued: Positive = 64  # requests waiting beyond max_batch; more are refused with 429

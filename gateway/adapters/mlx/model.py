@@ -72,7 +72,7 @@ class LoadedModel:
             thinking=bool(self.markers.think_start),
             memory_bytes=self.memory_bytes,
             load_seconds=round(self.load_seconds, 3),
-            merge_system=self.rules.merge_system,
+            late_system=self.rules.late_system,
             system_role=self.rules.system_role,
             merge_users=self.rules.merge_users,
         )

@@ -4,8 +4,10 @@ Agent histories break many templates: Codex puts its instructions in `developer`
 messages, sends several system-ish messages and consecutive user turns. So:
 
 - `developer` always becomes `system` (templates rarely know the role; some drop it silently);
-- leading system messages are merged into one; later ones are merged into it too when
-  the template rejects (or drops) a system message after the first turn;
+- leading system messages are merged into one; a later one stays where it is: as a system
+  message if the template accepts one there, else as a user turn marked as system text.
+  Merging it into the leading one would change the prompt from its first tokens, so the
+  turn would reuse nothing of the prefix cache (Codex sends developer messages mid-session);
 - a template without a system role gets the system text at the top of the first user turn;
 - consecutive user turns are joined when the template demands alternation;
 - assistant tool calls keep their call ids, arguments become objects when they are JSON,
@@ -20,20 +22,24 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Literal
 
 from msgspec import Struct
 
 from gateway.adapters.base import GenerationRequest, TemplateMessage, ToolSpec
 
-__all__ = ["RenderRules", "normalize_for_template", "probe_rules", "template_kwargs", "tool_dicts"]
+__all__ = ["LATE_SYSTEM_PREFIX", "LateSystem", "RenderRules", "normalize_for_template", "probe_rules", "template_kwargs", "tool_dicts"]
 
 TemplateFn = Callable[[list[dict[str, Any]]], str]
 SEPARATOR = "\n\n"
 
 
+LateSystem = Literal["system", "user", "merge"]
+LATE_SYSTEM_PREFIX = "System: "  # how a later system message reads when it has to travel as a user turn
+
+
 class RenderRules(Struct, frozen=True, kw_only=True):
-    merge_system: bool = False  # every system message joins the leading one
+    late_system: LateSystem = "system"  # a system message after the first turn: kept | as a user turn | merged
     system_role: bool = True  # False: the template has no system role
     merge_users: bool = False  # consecutive user turns become one
 
@@ -50,12 +56,19 @@ def probe_rules(render: TemplateFn, system_messages: str = "auto") -> RenderRule
         return all(m["content"] in text for m in messages)
 
     system_role = accepts(("system", ""), ("user", ""))
-    if system_messages == "auto":
-        merge_system = not accepts(("system", ""), ("user", ""), ("assistant", ""), ("system", ""), ("user", ""))
+    late_system: LateSystem
+    if system_messages == "merge":
+        late_system = "merge"
+    elif system_messages == "keep" and system_role:
+        late_system = "system"
+    elif system_messages == "auto" and system_role and accepts(
+        ("system", ""), ("user", ""), ("assistant", ""), ("system", ""), ("user", "")
+    ):
+        late_system = "system"
     else:
-        merge_system = system_messages == "merge"
+        late_system = "user"
     merge_users = not accepts(("user", ""), ("user", ""))
-    return RenderRules(merge_system=merge_system or not system_role, system_role=system_role, merge_users=merge_users)
+    return RenderRules(late_system=late_system, system_role=system_role, merge_users=merge_users)
 
 
 def normalize_for_template(messages: Sequence[TemplateMessage], rules: RenderRules) -> list[dict[str, Any]]:
@@ -65,10 +78,12 @@ def normalize_for_template(messages: Sequence[TemplateMessage], rules: RenderRul
     for message in messages:
         role = "system" if message.role == "developer" else message.role
         if role == "system":
-            if not body or rules.merge_system:
+            if not body or rules.late_system == "merge":
                 leading.append(message.content)
-            else:
+            elif rules.late_system == "system":
                 body.append({"role": "system", "content": message.content})
+            else:
+                body.append({"role": "user", "content": LATE_SYSTEM_PREFIX + message.content})
         elif role == "assistant":
             body.append(_assistant(message))
         elif role == "tool":

@@ -96,7 +96,7 @@ class ModelInfo(msgspec.Struct, kw_only=True):
     thinking: bool
     memory_bytes: int
     load_seconds: float
-    merge_system: bool
+    late_system: str  # system | user | merge (render.RenderRules)
     system_role: bool
     merge_users: bool
 

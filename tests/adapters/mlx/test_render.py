@@ -25,15 +25,19 @@ def test_developer_messages_become_one_leading_system_message() -> None:
 def test_a_later_system_message_stays_in_place_or_joins_the_leading_one() -> None:
     later = [TemplateMessage(role="assistant", content="ok"), TemplateMessage(role="developer", content="Now read-only.")]
     messages = [*CODEX_START, *later]
-    kept = normalize_for_template(messages, RenderRules(merge_system=False))
-    assert kept[-1] == {"role": "system", "content": "Now read-only."}
-    merged = normalize_for_template(messages, RenderRules(merge_system=True))
+    before = normalize_for_template(CODEX_START + later[:1], RenderRules())
+    kept = normalize_for_template(messages, RenderRules(late_system="system"))
+    assert kept == [*before, {"role": "system", "content": "Now read-only."}]
+    # A template that rejects it there: in place as a marked user turn, so everything before it is unchanged.
+    as_user = normalize_for_template(messages, RenderRules(late_system="user"))
+    assert as_user == [*before, {"role": "user", "content": "System: Now read-only."}]
+    merged = normalize_for_template(messages, RenderRules(late_system="merge"))
     assert merged[0]["content"].endswith("\n\nNow read-only.")
     assert [m["role"] for m in merged].count("system") == 1
 
 
 def test_templates_without_a_system_role_get_it_in_the_first_user_turn() -> None:
-    out = normalize_for_template(CODEX_START, RenderRules(system_role=False, merge_system=True, merge_users=True))
+    out = normalize_for_template(CODEX_START, RenderRules(system_role=False, late_system="user", merge_users=True))
     assert out == [
         {"role": "user", "content": "You are Codex.\n\nSandbox: workspace-write.\n\n"
                                     "<environment_context>cwd</environment_context>\n\nlist the files"},
@@ -108,9 +112,9 @@ DROPS_LATE_SYSTEM = (
     ("template", "expected"),
     [
         (LENIENT, RenderRules()),
-        (STRICT_SYSTEM, RenderRules(merge_system=True)),
-        (DROPS_LATE_SYSTEM, RenderRules(merge_system=True)),
-        (NO_SYSTEM_ALTERNATING, RenderRules(merge_system=True, system_role=False, merge_users=True)),
+        (STRICT_SYSTEM, RenderRules(late_system="user")),
+        (DROPS_LATE_SYSTEM, RenderRules(late_system="user")),
+        (NO_SYSTEM_ALTERNATING, RenderRules(late_system="user", system_role=False, merge_users=True)),
     ],
 )
 def test_probe_finds_what_a_template_accepts(template: str, expected: RenderRules) -> None:
@@ -118,5 +122,7 @@ def test_probe_finds_what_a_template_accepts(template: str, expected: RenderRule
 
 
 def test_manifest_overrides_the_probe() -> None:
-    assert probe_rules(_jinja(LENIENT), "merge").merge_system is True
-    assert probe_rules(_jinja(STRICT_SYSTEM), "keep").merge_system is False
+    assert probe_rules(_jinja(LENIENT), "merge").late_system == "merge"
+    assert probe_rules(_jinja(LENIENT), "user").late_system == "user"
+    assert probe_rules(_jinja(STRICT_SYSTEM), "keep").late_system == "system"
+    assert probe_rules(_jinja(NO_SYSTEM_ALTERNATING), "keep").late_system == "user"  # no system role to keep
