@@ -25,21 +25,29 @@ ANY_OBJECT: dict[str, Any] = {"type": "object"}
 
 def plan_constraint(
     request: ResponsesRequest, specs: list[ToolSpec], tool_choice: str | dict[str, Any], parallel: bool,
-    capabilities: Capabilities,
+    capabilities: Capabilities, mode: str = "enforce",
 ) -> tuple[Constraint | None, list[str]]:
-    """(the constraint, degradations). `specs` and `tool_choice` are the policy's (visible names)."""
+    """(the constraint, degradations). `specs` and `tool_choice` are the policy's (visible names); `mode` is the
+    model's `constraints:` setting."""
     degradations: list[str] = []
     calls = _forced_calls(request, specs, tool_choice)
     if calls:
-        if capabilities.constrains_calls:
+        if capabilities.constrains_calls and mode != "off":
             return Constraint(calls=calls, parallel=parallel), degradations
-        degradations.append("constraint:tool_choice:ignore")
+        degradations.append(_unenforced("tool_choice", mode))
     schema = _answer_schema(request)
     if schema is None:
         return None, degradations
-    if not capabilities.constrains_json:
-        return None, [*degradations, "constraint:text.format:ignore"]
+    if not capabilities.constrains_json or mode == "off":
+        return None, [*degradations, _unenforced("text.format", mode)]
     return Constraint(schema=schema), degradations
+
+
+def _unenforced(param: str, mode: str) -> str:
+    if mode == "strict":
+        raise InvalidRequest(f"This model cannot enforce {param} (its manifest entry sets constraints: strict).",
+                             param=param)
+    return f"constraint:{param}:ignore"
 
 
 def _answer_schema(request: ResponsesRequest) -> dict[str, Any] | None:

@@ -109,7 +109,7 @@ def prepare_response(
         request.instructions, plan.items, system_notes=plan.notes, namer=plan.tools.visible_name
     )
     constraint, degradations = plan_constraint(
-        request, plan.tools.specs, plan.tool_choice, plan.parallel_tool_calls, adapter.capabilities
+        request, plan.tools.specs, plan.tool_choice, plan.parallel_tool_calls, adapter.capabilities, model.constraints
     )
     plan.degradations += degradations
     response = response_skeleton(request, model, ids("resp"))

@@ -112,6 +112,10 @@ class ModelBase(Base, frozen=True, tag_field="adapter"):
     sampling: Sampling = Sampling()
     chat_template_kwargs: dict[str, Any] = {}
     policy: str = "default"
+    # text.format / response_format / tool_choice enforced while decoding (gateway/constraints.py) where the adapter
+    # can; where it cannot: `enforce` answers unconstrained and says so (x-gateway-degraded), `strict` is a 400
+    # naming the parameter; `off` never constrains (and says so).
+    constraints: Literal["enforce", "strict", "off"] = "enforce"
 
     @property
     def kind(self) -> str:
