@@ -13,7 +13,16 @@ from typing import Literal
 import msgspec
 from msgspec import UNSET
 
-from gateway.adapters.base import Delta, Finish, ReasoningDelta, TextDelta, TokenUsage, ToolCallArguments, ToolCallStart
+from gateway.adapters.base import (
+    Delta,
+    Finish,
+    ReasoningDelta,
+    Tally,
+    TextDelta,
+    TokenUsage,
+    ToolCallArguments,
+    ToolCallStart,
+)
 from gateway.errors import GatewayError
 from gateway.events import (
     ContentPartAdded,
@@ -127,6 +136,8 @@ class Assembler:
             return self._tool_arguments(delta.text)
         if isinstance(delta, Finish):
             return self.finish(delta)
+        if isinstance(delta, Tally):
+            return []  # counts only (the runner keeps them)
         raise TypeError(f"unknown delta {delta!r}")
 
     def finish(self, finish: Finish) -> list[Event]:
@@ -156,13 +167,14 @@ class Assembler:
         events.append(ResponseFailed(sequence_number=self._next(), response=self.snapshot()))
         return events
 
-    def cancel(self) -> None:
-        """Record a cancellation (client gone or cancel endpoint): no event, final status."""
+    def cancel(self, usage: Usage | None = None) -> None:
+        """Record a cancellation (client gone or cancel endpoint): no event, final status, and the usage
+        counted until then when the adapter reported one."""
         if self._open is not None:
             self.output.append(self._item(self._open, "incomplete"))
             self._open = None
         if not self.terminal:
-            self._end("cancelled")
+            self._end("cancelled", usage=usage)
 
     # --------------------------------------------------------------- items
 

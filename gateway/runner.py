@@ -17,11 +17,12 @@ from typing import Literal
 
 import structlog
 
-from gateway.adapters.base import Adapter, Delta, Finish, GenerationRequest
-from gateway.assemble import Assembler
+from gateway.adapters.base import Adapter, Delta, Finish, GenerationRequest, Tally, TokenUsage
+from gateway.assemble import Assembler, usage_from
 from gateway.errors import GatewayError
 from gateway.events import Event
 from gateway.policies.calls import CallMapper
+from gateway.protocol import Usage
 
 __all__ = ["RunStats", "run_generation"]
 
@@ -44,11 +45,13 @@ class RunStats:
 
     __slots__ = (
         "cached_tokens",
+        "counted",
         "error",
         "finished",
         "first_token",
         "input_tokens",
         "output_tokens",
+        "reasoning_tokens",
         "started",
         "status",
     )
@@ -62,6 +65,20 @@ class RunStats:
         self.input_tokens = 0
         self.output_tokens = 0
         self.cached_tokens = 0
+        self.reasoning_tokens = 0
+        self.counted = False
+
+    def count(self, usage: TokenUsage) -> None:
+        self.input_tokens, self.output_tokens = usage.input_tokens, usage.output_tokens
+        self.cached_tokens, self.reasoning_tokens = usage.cached_tokens, usage.reasoning_tokens
+        self.counted = True
+
+    def usage(self) -> Usage | None:
+        """The last counts an adapter reported, as the API's usage (None if it reported none)."""
+        if not self.counted:
+            return None
+        return usage_from(TokenUsage(input_tokens=self.input_tokens, output_tokens=self.output_tokens,
+                                     cached_tokens=self.cached_tokens, reasoning_tokens=self.reasoning_tokens))
 
     def tokens_per_second(self) -> float | None:
         """Decode speed: tokens after the first over the time since the first."""
@@ -138,7 +155,7 @@ async def run_generation(
         if not pump.done():
             pump.cancel()
         if not assembler.terminal:
-            assembler.cancel()
+            assembler.cancel(usage=stats.usage())  # what was counted before the stop, if the adapter said
             stats.status = "cancelled"
             stats.finished = time.perf_counter()
 
@@ -151,14 +168,15 @@ def _consume(item: _Item, assembler: Assembler, mapper: CallMapper, stats: RunSt
     if isinstance(item, BaseException):
         log.error("adapter_crashed", exc_info=item)
         return _fail(assembler, stats, GatewayError(f"The model adapter failed ({type(item).__name__})."))
+    if isinstance(item, Tally):
+        stats.count(item.usage)
+        return []
     events: list[Event] = []
     for delta in mapper.map(item):
         if stats.first_token is None and not isinstance(delta, Finish):
             stats.first_token = time.perf_counter()
         if isinstance(delta, Finish):
-            stats.input_tokens = delta.usage.input_tokens
-            stats.output_tokens = delta.usage.output_tokens
-            stats.cached_tokens = delta.usage.cached_tokens
+            stats.count(delta.usage)
         events += assembler.feed(delta)
     return events
 

@@ -98,6 +98,9 @@ def test_a_background_response_started_on_one_is_cancelled_from_the_other(replic
         # The answer already holds what the owner generated before it stopped, as a later GET does.
         answered = cancelled.json()["output"][0]["content"][0]["text"]
         assert 0 < len(answered) < 400
+        # ... and what it cost until the stop (the scripted model counts one token per character)
+        usage = cancelled.json()["usage"]
+        assert usage["input_tokens"] > 0 and len(answered) - 1 <= usage["output_tokens"] <= len(answered)
         # The owner (a) notices through Redis and stops its model long before the 12 s script ends.
         wait_for(lambda: http.get(f"{a}/health").json()["models"]["slow"]["active"] == 0, timeout=5)
         events = response_events(http.get(f"{a}/v1/responses/{started['id']}", params={"stream": "true"}).text)

@@ -22,6 +22,7 @@ __all__ = [
     "FinishReason",
     "GenerationRequest",
     "ReasoningDelta",
+    "Tally",
     "TemplateMessage",
     "TextDelta",
     "TokenUsage",
@@ -137,7 +138,14 @@ class Finish(_Delta, tag="finish", kw_only=True):
     usage: TokenUsage = TokenUsage()
 
 
-Delta = TextDelta | ReasoningDelta | ToolCallStart | ToolCallArguments | Finish
+class Tally(_Delta, tag="tally", kw_only=True):
+    """The tokens counted so far. Adapters send it along the way, so that a response stopped before its
+    `Finish` (a cancel, a client gone) still reports what it cost; it produces no event."""
+
+    usage: TokenUsage
+
+
+Delta = TextDelta | ReasoningDelta | ToolCallStart | ToolCallArguments | Finish | Tally
 
 
 class Adapter(Protocol):

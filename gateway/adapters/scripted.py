@@ -21,6 +21,7 @@ from gateway.adapters.base import (
     FinishReason,
     GenerationRequest,
     ReasoningDelta,
+    Tally,
     TextDelta,
     TokenUsage,
     ToolCallArguments,
@@ -84,6 +85,8 @@ class ScriptedAdapter:
                     if script.delay_ms:
                         await asyncio.sleep(script.delay_ms / 1000)
                 yield delta
+                if script.delay_ms:  # a slow script can be stopped midway: say what it has cost so far
+                    yield Tally(usage=_usage(request, produced, reasoning))
             if step.error:
                 raise ScriptedModelError(step.error)
             reason: FinishReason = "tool_calls" if step.calls else "stop"

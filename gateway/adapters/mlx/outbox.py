@@ -17,7 +17,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from gateway.adapters.base import Delta, ReasoningDelta, TextDelta, ToolCallArguments
+from gateway.adapters.base import Delta, ReasoningDelta, Tally, TextDelta, ToolCallArguments
 from gateway.adapters.mlx.wire import Deltas, Done, Failed, WireMessage
 
 __all__ = ["Outbox"]
@@ -79,6 +79,14 @@ class Outbox:
 
 
 def _append(held: list[Delta], delta: Delta) -> None:
+    if held and isinstance(held[-1], Tally):
+        # Only the newest count matters, and it goes last: the text before it stays joinable.
+        counted = held.pop()
+        if not isinstance(delta, Tally):
+            _append(held, delta)
+            delta = counted
+        held.append(delta)
+        return
     last = held[-1] if held else None
     if isinstance(delta, _JOINABLE) and type(last) is type(delta):
         held[-1] = type(delta)(text=last.text + delta.text)

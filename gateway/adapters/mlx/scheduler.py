@@ -258,7 +258,9 @@ class Scheduler:
     def _emit(self, slot: Slot, token: int) -> bool:
         """Send what one sampled token adds to the answer; True when it ends the answer."""
         deltas, finished = slot.feed(token)
-        if deltas:
+        if deltas and not finished:
+            self._out.deltas(slot.request_id, [*deltas, slot.sequence.tally(slot.cached)])
+        elif deltas:
             self._out.deltas(slot.request_id, deltas)
         return finished
 

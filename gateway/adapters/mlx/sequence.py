@@ -6,7 +6,7 @@ It does not care how tokens are produced: the solo decoder and the batch generat
 
 from __future__ import annotations
 
-from gateway.adapters.base import Delta, Finish, FinishReason, GenerationRequest, ReasoningDelta, TokenUsage
+from gateway.adapters.base import Delta, Finish, FinishReason, GenerationRequest, ReasoningDelta, Tally, TokenUsage
 from gateway.adapters.mlx.model import LoadedModel
 from gateway.adapters.mlx.parse import OutputParser
 from gateway.adapters.mlx.render import tool_dicts
@@ -39,6 +39,14 @@ class TokenSequence:
         self.stopped = self._parser.stopped
         return deltas
 
+    def tally(self, cached: int = 0) -> Tally:
+        """The counts so far (`cached`: prompt tokens taken from the prefix cache)."""
+        return Tally(usage=self._usage(cached))
+
+    def _usage(self, cached: int) -> TokenUsage:
+        return TokenUsage(input_tokens=self.prompt_tokens, output_tokens=self.generated, cached_tokens=cached,
+                          reasoning_tokens=self.reasoning)
+
     def finish(self, cached: int = 0) -> list[Delta]:
         """Held-back text, then the one `Finish` (`length` unless the answer completed).
 
@@ -48,8 +56,4 @@ class TokenSequence:
         reason: FinishReason = "length"
         if self.stopped:
             reason = "tool_calls" if self._parser.calls else "stop"
-        usage = TokenUsage(
-            input_tokens=self.prompt_tokens, output_tokens=self.generated, cached_tokens=cached,
-            reasoning_tokens=self.reasoning,
-        )
-        return [*tail, Finish(reason=reason, usage=usage)]
+        return [*tail, Finish(reason=reason, usage=self._usage(cached))]
