@@ -210,8 +210,11 @@ class Scheduler:
         assert self._solo is not None
         slot, solo = self._solo
         self._solo = None
+        sampled = solo.holds_sample
         cache, held, rest = solo.detach()
-        if slot.decoding:  # `rest` is the token sampled but not yet emitted: emit it first
+        # `rest` is the token sampled but not yet emitted: emit it first. A decoder back from the batch that has not
+        # stepped yet holds the batch's last token to feed again, already emitted: emitting it would repeat it.
+        if sampled:
             if self._emit(slot, rest[0]):
                 self._finish(slot, cache, held)
                 return

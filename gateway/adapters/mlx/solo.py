@@ -47,6 +47,12 @@ class SoloDecoder:
     def prefilling(self) -> bool:
         return len(self.rest) > 1
 
+    @property
+    def holds_sample(self) -> bool:
+        """A token sampled and not yet returned: `detach` hands it over to be emitted. Before the first step,
+        `rest` holds tokens to feed (the prompt, or a token already emitted that a cache trim took back)."""
+        return self._pending is not None
+
     def prefill(self, limit: int) -> int:
         """Feed up to `limit` prompt tokens (never the last one); returns how many were fed."""
         import mlx.core as mx
