@@ -103,6 +103,9 @@ class Assembler:
         self._new_item_id = new_item_id
         self.output: list[OutputItem] = []
         self._open: _Open | None = None
+        # Whitespace that would open a message: held until real text follows. Between or after tool calls
+        # (the newline between two calls) it is dropped, so it never becomes a message of its own.
+        self._blank = ""
         self._seq = 0
         self.terminal = False
 
@@ -128,6 +131,11 @@ class Assembler:
             return []
         if isinstance(delta, TextDelta):
             return self._text(delta.text) if delta.text else []
+        if isinstance(delta, Finish) and self._blank and not self.output and self._open is None:
+            blank, self._blank = self._blank, ""  # an answer that is only whitespace is still the answer
+            return self._text(blank, hold=False) + self.finish(delta)
+        if not isinstance(delta, Tally):
+            self._blank = ""
         if isinstance(delta, ReasoningDelta):
             return self._reasoning(delta.text) if delta.text else []
         if isinstance(delta, ToolCallStart):
@@ -178,9 +186,13 @@ class Assembler:
 
     # --------------------------------------------------------------- items
 
-    def _text(self, text: str) -> list[Event]:
+    def _text(self, text: str, *, hold: bool = True) -> list[Event]:
         events: list[Event] = []
         if self._open is None or self._open.kind != "message":
+            if hold and not (self._blank + text).strip():
+                self._blank += text
+                return []
+            text, self._blank = self._blank + text, ""
             events += self._close("completed")
             events += self._open_item("message")
         item = self._open

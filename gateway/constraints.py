@@ -14,26 +14,31 @@ from typing import Any
 
 import llguidance
 
-from gateway.adapters.base import Capabilities, Constraint, ToolSpec
+from gateway.adapters.base import Capabilities, Constraint, InputGrammar
 from gateway.errors import InvalidRequest
-from gateway.protocol import FunctionTool, ResponsesRequest
+from gateway.grammars import GrammarError, escaped_grammar, start_name
+from gateway.policies.tools import ToolPlan
+from gateway.protocol import CustomTool, FunctionTool, NamespaceTool, ResponsesRequest, Tool
 
-__all__ = ["ANY_OBJECT", "plan_constraint", "schema_problem"]
+__all__ = ["ANY_OBJECT", "grammar_problem", "plan_constraint", "schema_problem"]
 
 ANY_OBJECT: dict[str, Any] = {"type": "object"}
 
 
 def plan_constraint(
-    request: ResponsesRequest, specs: list[ToolSpec], tool_choice: str | dict[str, Any], parallel: bool,
+    request: ResponsesRequest, tools: ToolPlan, tool_choice: str | dict[str, Any], parallel: bool,
     capabilities: Capabilities, mode: str = "enforce",
 ) -> tuple[Constraint | None, list[str]]:
-    """(the constraint, degradations). `specs` and `tool_choice` are the policy's (visible names); `mode` is the
+    """(the constraint, degradations). `tools` and `tool_choice` are the policy's (visible names); `mode` is the
     model's `constraints:` setting."""
     degradations: list[str] = []
-    calls = _forced_calls(request, specs, tool_choice)
+    grammars = _custom_grammars(request.tools)  # every declared grammar is checked, forced or not
+    calls = _forced_calls(request, tools, tool_choice)
     if calls:
         if capabilities.constrains_calls and mode != "off":
-            return Constraint(calls=calls, parallel=parallel), degradations
+            inputs = _input_grammars(calls, tools, grammars, mode, degradations)
+            return Constraint(calls=calls, inputs=inputs, parallel=parallel,
+                              max_calls=request.max_tool_calls), degradations
         degradations.append(_unenforced("tool_choice", mode))
     schema = _answer_schema(request)
     if schema is None:
@@ -67,13 +72,13 @@ def _answer_schema(request: ResponsesRequest) -> dict[str, Any] | None:
 
 
 def _forced_calls(
-    request: ResponsesRequest, specs: list[ToolSpec], tool_choice: str | dict[str, Any]
+    request: ResponsesRequest, tools: ToolPlan, tool_choice: str | dict[str, Any]
 ) -> dict[str, dict[str, Any]]:
     """Visible tool name -> arguments schema, for the tools a forced call may go to ({} when none is forced)."""
     if tool_choice == "required":
-        chosen = specs
+        chosen = tools.specs
     elif isinstance(tool_choice, dict) and isinstance(tool_choice.get("name"), str):
-        chosen = [s for s in specs if s.name == tool_choice["name"]]
+        chosen = [s for s in tools.specs if s.name == tool_choice["name"]]
     else:
         return {}
     strict = {t.name: (i, bool(t.strict)) for i, t in enumerate(request.tools) if isinstance(t, FunctionTool)}
@@ -89,6 +94,72 @@ def _forced_calls(
             schema = ANY_OBJECT  # not strict: valid JSON arguments are still guaranteed
         calls[spec.name] = schema
     return calls
+
+
+class _Declared:
+    """A custom tool's grammar as the request declared it, and where."""
+
+    def __init__(self, param: str, syntax: str, definition: str) -> None:
+        self.param, self.syntax, self.definition = param, syntax, definition
+
+
+def _custom_grammars(tools: list[Tool], base: str = "tools", namespace: str | None = None,
+                     ) -> dict[tuple[str | None, str], _Declared]:
+    """(namespace, name) -> declared grammar, for every custom tool with a grammar format; a grammar the engine
+    cannot compile is a 400 naming its definition."""
+    found: dict[tuple[str | None, str], _Declared] = {}
+    for index, tool in enumerate(tools):
+        param = f"{base}[{index}]"
+        if isinstance(tool, NamespaceTool):
+            found.update(_custom_grammars(tool.tools, f"{param}.tools", tool.name))
+        if not isinstance(tool, CustomTool) or not tool.format or tool.format.get("type") != "grammar":
+            continue
+        syntax, definition = tool.format.get("syntax"), tool.format.get("definition")
+        if syntax not in ("lark", "regex"):
+            raise InvalidRequest(f"{param}.format.syntax must be one of: lark, regex.", param=f"{param}.format.syntax")
+        if not isinstance(definition, str) or not definition:
+            raise InvalidRequest(f"{param}.format.definition must be a non-empty string.",
+                                 param=f"{param}.format.definition")
+        problem = grammar_problem(syntax, definition)
+        if problem:
+            raise InvalidRequest(f"{param}.format.definition does not compile: {problem}",
+                                 param=f"{param}.format.definition")
+        found[(namespace, tool.name)] = _Declared(param, syntax, definition)
+    return found
+
+
+def _input_grammars(calls: dict[str, dict[str, Any]], tools: ToolPlan, grammars: dict[tuple[str | None, str], _Declared],
+                    mode: str, degradations: list[str]) -> dict[str, InputGrammar]:
+    """Visible name -> the grammar its wrapped `input` string must match, for the forced custom tools."""
+    inputs: dict[str, InputGrammar] = {}
+    for number, name in enumerate(calls):
+        route = tools.routes.get(name)
+        declared = grammars.get((route.namespace, route.name)) if route is not None and route.custom else None
+        if declared is None:
+            continue
+        prefix = f"G{number}"
+        try:
+            rules = escaped_grammar(declared.definition, declared.syntax, prefix)
+            problem = grammar_problem("lark", f"start: {start_name(prefix)}\n{rules}")
+        except GrammarError as exc:
+            problem = str(exc)
+        if problem:  # e.g. a recursive grammar: not regular, so not one lexeme
+            if mode == "strict":
+                raise InvalidRequest(f"{declared.param}.format cannot be enforced: {problem}",
+                                     param=f"{declared.param}.format.definition")
+            degradations.append(f"constraint:{declared.param}.format:ignore")
+            continue
+        inputs[name] = InputGrammar(start=start_name(prefix), rules=rules)
+    return inputs
+
+
+def grammar_problem(syntax: str, definition: str) -> str:
+    """The engine's complaint about a Lark grammar or a regex ('' if it compiles)."""
+    try:
+        grammar = llguidance.grammar_from(syntax, definition)  # type: ignore[arg-type]
+    except ValueError as exc:
+        return str(exc)
+    return str(llguidance.LLMatcher.validate_grammar(grammar)).split("\n", 1)[0]
 
 
 def schema_problem(schema_json: str) -> str:

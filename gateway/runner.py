@@ -73,12 +73,13 @@ class RunStats:
         self.cached_tokens, self.reasoning_tokens = usage.cached_tokens, usage.reasoning_tokens
         self.counted = True
 
+    def token_usage(self) -> TokenUsage:
+        return TokenUsage(input_tokens=self.input_tokens, output_tokens=self.output_tokens,
+                          cached_tokens=self.cached_tokens, reasoning_tokens=self.reasoning_tokens)
+
     def usage(self) -> Usage | None:
         """The last counts an adapter reported, as the API's usage (None if it reported none)."""
-        if not self.counted:
-            return None
-        return usage_from(TokenUsage(input_tokens=self.input_tokens, output_tokens=self.output_tokens,
-                                     cached_tokens=self.cached_tokens, reasoning_tokens=self.reasoning_tokens))
+        return usage_from(self.token_usage()) if self.counted else None
 
     def tokens_per_second(self) -> float | None:
         """Decode speed: tokens after the first over the time since the first."""
@@ -178,6 +179,10 @@ def _consume(item: _Item, assembler: Assembler, mapper: CallMapper, stats: RunSt
         if isinstance(delta, Finish):
             stats.count(delta.usage)
         events += assembler.feed(delta)
+    if mapper.over_limit and not assembler.terminal:
+        # A call past max_tool_calls (or a second one without parallel_tool_calls) has begun: the response ends
+        # with the calls before it, and leaving the loop stops the model.
+        events += assembler.feed(Finish(reason="tool_calls", usage=stats.token_usage()))
     return events
 
 

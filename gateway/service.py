@@ -37,7 +37,8 @@ class Prepared(Struct, kw_only=True):
         return Assembler(self.response, new_item_id=self.ids)
 
     def mapper(self) -> CallMapper:
-        return CallMapper(self.plan.tools, parallel_tool_calls=self.plan.parallel_tool_calls)
+        return CallMapper(self.plan.tools, parallel_tool_calls=self.plan.parallel_tool_calls,
+                          max_tool_calls=self.request.max_tool_calls)
 
 
 def response_skeleton(request: ResponsesRequest, model: ModelSpec, response_id: str) -> Response:
@@ -109,7 +110,7 @@ def prepare_response(
         request.instructions, plan.items, system_notes=plan.notes, namer=plan.tools.visible_name
     )
     constraint, degradations = plan_constraint(
-        request, plan.tools.specs, plan.tool_choice, plan.parallel_tool_calls, adapter.capabilities, model.constraints
+        request, plan.tools, plan.tool_choice, plan.parallel_tool_calls, adapter.capabilities, model.constraints
     )
     plan.degradations += degradations
     response = response_skeleton(request, model, ids("resp"))

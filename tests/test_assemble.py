@@ -265,3 +265,24 @@ def test_added_snapshots_are_not_mutated_later(delta: Any) -> None:
     added = events[2].item
     encoded = msgspec.json.encode(added)
     assert b'"status":"in_progress"' in encoded
+
+
+def test_whitespace_between_calls_is_not_a_message() -> None:
+    _, assembler = run([
+        ToolCallStart(name="go", call_id="c1"), ToolCallArguments(text="{}"), TextDelta(text="\n"),
+        ToolCallStart(name="go", call_id="c2"), ToolCallArguments(text="{}"), TextDelta(text=" \n"),
+        Finish(reason="tool_calls", usage=USAGE),
+    ])
+    assert [type(item).__name__ for item in assembler.output] == ["FunctionCall", "FunctionCall"]
+
+
+def test_leading_whitespace_stays_with_the_text_it_precedes() -> None:
+    events, assembler = run([TextDelta(text="\n\n"), TextDelta(text="Hi"), Finish(usage=USAGE)])
+    deltas = [e.delta for e in events if e.__struct_config__.tag == "response.output_text.delta"]  # type: ignore[attr-defined,misc]
+    assert "".join(deltas) == "\n\nHi"
+    assert assembler.output[0].content[0].text == "\n\nHi"  # type: ignore[union-attr]
+
+
+def test_an_answer_of_only_whitespace_is_kept() -> None:
+    _, assembler = run([TextDelta(text=" "), Finish(usage=USAGE)])
+    assert assembler.output[0].content[0].text == " "  # type: ignore[union-attr]

@@ -130,3 +130,21 @@ async def test_error_is_a_gateway_error_subclass_for_the_non_stream_path() -> No
     batches, _, stats = start_run(adapter)
     await all_types(batches)
     assert stats.error is not None and stats.error.code == "context_length_exceeded"
+
+
+async def test_a_call_past_max_tool_calls_stops_the_model() -> None:
+    from gateway.adapters.base import Tally, TokenUsage, ToolCallArguments, ToolCallStart
+
+    calls = [item for n in range(3) for item in (
+        (0.0, ToolCallStart(name="f", call_id=f"c{n}")), (0.0, ToolCallArguments(text="{}")),
+        (0.0, Tally(usage=TokenUsage(input_tokens=5, output_tokens=4 * (n + 1)))))]
+    adapter = FakeAdapter([*calls, *[(0.05, TextDelta(text="more"))] * 100, (0.0, Finish())])
+    assembler = Assembler(Response(id="resp_1", created_at=0, status="in_progress", model="m"))
+    stats = RunStats()
+    batches = run_generation(adapter, GenerationRequest(request_id="r", messages=[]), assembler,
+                             CallMapper(ToolPlan(), max_tool_calls=2), keepalive=5.0, stats=stats)
+    seen = await asyncio.wait_for(all_types(batches), timeout=2)  # it does not wait for the rest of the script
+    await asyncio.wait_for(adapter.cancelled.wait(), timeout=1)
+    assert seen[-1] == "response.completed" and not adapter.finished
+    assert [item.call_id for item in assembler.output] == ["c0", "c1"]  # type: ignore[union-attr]
+    assert assembler.response.usage is not None and assembler.response.usage.output_tokens == 8

@@ -21,6 +21,7 @@ __all__ = [
     "Finish",
     "FinishReason",
     "GenerationRequest",
+    "InputGrammar",
     "ReasoningDelta",
     "Tally",
     "TemplateMessage",
@@ -59,13 +60,24 @@ class ToolSpec(Struct, kw_only=True, omit_defaults=True):
     parameters: dict[str, Any] = msgspec.field(default_factory=lambda: {"type": "object", "properties": {}})
 
 
+class InputGrammar(Struct, kw_only=True, frozen=True):
+    """A wrapped custom tool's grammar, rewritten for the JSON string that carries its input (gateway/grammars.py):
+    Lark terminal definitions, `start` the one the whole string matches."""
+
+    start: str
+    rules: str
+
+
 class Constraint(Struct, kw_only=True, frozen=True):
     """What the answer must be, enforced while decoding: JSON matching `schema` (the text answer), or, when
-    `calls` is set, tool calls in the model's own call format to these tools (visible name -> arguments schema)."""
+    `calls` is set, tool calls in the model's own call format to these tools (visible name -> arguments schema;
+    a wrapped custom tool listed in `inputs` has its `input` string held to that grammar instead)."""
 
     schema: dict[str, Any] | None = None
     calls: dict[str, dict[str, Any]] = {}
+    inputs: dict[str, InputGrammar] = {}
     parallel: bool = True  # more than one call allowed
+    max_calls: int | None = None  # at most this many calls (max_tool_calls)
 
 
 class GenerationRequest(Struct, kw_only=True):

@@ -2,8 +2,9 @@
 
 A call to a wrapped custom tool becomes a `custom_tool_call` whose raw input is the
 wrapped string argument; a call to an expanded namespace child becomes a
-`function_call` with `namespace`; with `parallel_tool_calls: false` only the first
-call survives. A state machine over deltas, no I/O.
+`function_call` with `namespace`. With `parallel_tool_calls: false` (or `max_tool_calls: n`) a call past the
+first (the n-th) sets `over_limit`: the runner then stops the model, so the rest is never generated. A state
+machine over deltas, no I/O.
 """
 
 from __future__ import annotations
@@ -36,11 +37,11 @@ def unwrap_input(arguments: str) -> str:
 
 
 class CallMapper:
-    def __init__(self, plan: ToolPlan, *, parallel_tool_calls: bool = True) -> None:
+    def __init__(self, plan: ToolPlan, *, parallel_tool_calls: bool = True, max_tool_calls: int | None = None) -> None:
         self.plan = plan
-        self.parallel = parallel_tool_calls
+        self.limit = 1 if not parallel_tool_calls else max_tool_calls
         self.calls = 0
-        self.dropped: list[str] = []
+        self.over_limit = False
         self._skipping = False
         self._wrapped: ToolCallStart | None = None
         self._buffer: list[str] = []
@@ -57,9 +58,9 @@ class CallMapper:
         self._skipping = False
         if isinstance(delta, ToolCallStart):
             self.calls += 1
-            if self.calls > 1 and not self.parallel:
+            if self.limit is not None and self.calls > self.limit:
                 self._skipping = True
-                self.dropped.append(delta.name)
+                self.over_limit = True
                 return out
             route = self.plan.routes.get(delta.name)
             if route is None or delta.custom:

@@ -41,6 +41,7 @@ class Logged:
     fields: dict[str, Any]
     started: float
     ended: float
+    body: bytes = b""  # the request body as the client sent it
 
 
 @dataclass
@@ -53,17 +54,26 @@ class Gateway:
 
 
 class _Recorder:
-    """ASGI wrapper keeping every request's canonical log fields for the test to assert on."""
+    """ASGI wrapper keeping every request's canonical log fields and body for the test to assert on."""
 
     def __init__(self, app: Any, sink: list[Logged]) -> None:
         self.app, self.sink = app, sink
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         started = time.monotonic()
-        await self.app(scope, receive, send)
+        body: list[bytes] = []
+
+        async def receiving() -> Any:
+            message = await receive()
+            if message.get("type") == "http.request":
+                body.append(message.get("body", b""))
+            return message
+
+        await self.app(scope, receiving, send)
         record = scope.get("state", {}).get("record")
         if scope["type"] == "http" and isinstance(record, RequestRecord):
-            self.sink.append(Logged(scope["path"], record.status, dict(record.fields), started, time.monotonic()))
+            self.sink.append(Logged(scope["path"], record.status, dict(record.fields), started, time.monotonic(),
+                                    b"".join(body)))
 
 
 @contextmanager

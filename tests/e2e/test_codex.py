@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -56,6 +57,12 @@ models:
 """)
     run, gw, project = codex_turn(bins, config, tmp_path, "Add hello.txt")
     assert run.returncode == 0, run.stderr[-2000:]
+    # The grammar tests (tests/adapters/mlx/test_constrain_grammar.py) use Codex's own apply_patch declaration:
+    # this pinned Codex must still send exactly the committed fixture (refresh it from here on an upgrade).
+    sent = json.loads(gw.for_model("local-coder")[0].body)
+    (declared,) = [t for t in sent["tools"] if t.get("name") == "apply_patch"]
+    assert declared == json.loads((REPO / "tests" / "fixtures" / "codex_apply_patch_tool.json").read_text()), \
+        json.dumps(declared, indent=2)
     assert (project / "hello.txt").read_text() == "patched by a local model\n"
     (change,) = run.items("file_change")
     assert change["status"] == "completed" and change["changes"][0]["kind"] == "add"

@@ -81,3 +81,13 @@ def test_unknown_names_and_native_custom_calls_pass_through() -> None:
 )
 def test_unwrap_input(arguments: str, raw: str) -> None:
     assert unwrap_input(arguments) == raw
+
+
+def test_max_tool_calls_keeps_the_first_n_and_says_the_limit_was_passed() -> None:
+    request = decode_request(json.dumps({"model": "m", "tools": TOOLS}).encode())
+    m = CallMapper(plan_tools(request.tools, ToolRules()), max_tool_calls=2)
+    out = run(m, [ToolCallStart(name="exec_command", call_id="a"), ToolCallArguments(text="{}"),
+                  ToolCallStart(name="exec_command", call_id="b"), ToolCallArguments(text="{}")])
+    assert not m.over_limit and [d.call_id for d in out if isinstance(d, ToolCallStart)] == ["a", "b"]
+    assert run(m, [ToolCallStart(name="exec_command", call_id="c"), ToolCallArguments(text="{}")]) == []
+    assert m.over_limit

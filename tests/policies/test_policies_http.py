@@ -40,7 +40,7 @@ clients:
 """
 
 APPLY_PATCH = {"type": "custom", "name": "apply_patch", "description": "Edit files.",
-               "format": {"type": "grammar", "syntax": "lark", "definition": "start: begin_patch hunk+ end_patch"}}
+               "format": {"type": "grammar", "syntax": "lark", "definition": 'start: "*** Begin Patch\\n" /(.*\\n)*/ "*** End Patch"'}}
 DOCS = {"type": "namespace", "name": "docs", "description": "docs MCP server",
         "tools": [{"type": "function", "name": "search", "parameters": {"type": "object", "properties": {"q": {"type": "string"}}}}]}
 
@@ -98,7 +98,7 @@ def test_the_model_sees_wrapped_and_expanded_tools_and_history(client: TestClien
     tools = {t["name"]: t for t in seen["tools"]}
     assert set(tools) == {"apply_patch", "docs__search"}
     assert tools["apply_patch"]["parameters"]["required"] == ["input"]
-    assert "start: begin_patch hunk+ end_patch" in tools["apply_patch"]["description"]
+    assert APPLY_PATCH["format"]["definition"] in tools["apply_patch"]["description"]
     system = seen["messages"][0]
     assert system["role"] == "system" and "web_search" in system["content"]
     calls = [m["tool_calls"][0] for m in seen["messages"] if m.get("tool_calls")]

@@ -66,15 +66,24 @@ class Constraints:
             raise ConstraintError(f"This model's tool-call format ({self._parser}) has no grammar: "
                                   "tool_choice cannot be enforced.")
         # json_tools (Hermes / Qwen): <tool_call>\n{"name": ..., "arguments": {...}}\n</tool_call>
-        call = {"anyOf": [
-            {"type": "object", "properties": {"name": {"const": name}, "arguments": schema},
-             "required": ["name", "arguments"], "additionalProperties": False}
-            for name, schema in constraint.calls.items()
-        ]}
-        repeat = ' ("\\n" call)*' if constraint.parallel else ""
-        return (f"call{repeat}\n"
-                f'call: {self._token("<tool_call>")} "\\n" body "\\n" {self._token("</tool_call>")}\n'
-                f"body: %json {json.dumps(_compact(call))}")
+        # One alternative per tool, split at its name, so each carries its own arguments grammar.
+        rules = []
+        for index, (name, schema) in enumerate(constraint.calls.items()):
+            head = json.dumps('{"name": ' + json.dumps(name) + ', "arguments": ')
+            wrapped = constraint.inputs.get(name)
+            if wrapped is None:
+                rules.append(f'tool{index}: {head} args{index} "}}"\nargs{index}: %json {json.dumps(_compact(schema))}')
+            else:  # a custom tool's input: the JSON string's content matches its grammar
+                opening, closing = json.dumps('{"input": "'), json.dumps('"}}')
+                rules.append(f"tool{index}: {head} {opening} {wrapped.start} {closing}\n{wrapped.rules}")
+        limit = 1 if not constraint.parallel else constraint.max_calls
+        repeat = "" if limit == 1 else ' ("\\n" call)*' if limit is None else f' ("\\n" call)~0..{limit - 1}'
+        return "\n".join([
+            f"call{repeat}",
+            f'call: {self._token("<tool_call>")} "\\n" body "\\n" {self._token("</tool_call>")}',
+            "body: " + " | ".join(f"tool{i}" for i in range(len(constraint.calls))),
+            *rules,
+        ])
 
     def _token(self, text: str | None) -> str:
         """A marker as the grammar names it: the special token when it is one, else its text."""

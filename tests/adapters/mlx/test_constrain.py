@@ -61,7 +61,9 @@ models:
         yield url
 
 
-def many(base: str, body: dict[str, Any], runs: int = RUNS, path: str = "/v1/responses") -> list[dict[str, Any]]:
+def many(base: str, body: dict[str, Any], runs: int = RUNS, path: str = "/v1/responses",
+         degraded: str = "") -> list[dict[str, Any]]:
+    """`runs` answers to `body`, 8 at a time; `degraded` is the x-gateway-degraded header each must carry."""
     body = {"model": "tiny", "max_output_tokens": BUDGET, "reasoning": {"effort": "none"}, **body}
     if path != "/v1/responses":
         body.pop("reasoning")
@@ -70,7 +72,7 @@ def many(base: str, body: dict[str, Any], runs: int = RUNS, path: str = "/v1/res
         def one(i: int) -> dict[str, Any]:
             response = http.post(path, json={**body, **({"input": f"question {i}"} if "input" not in body else {})})
             assert response.status_code == 200, response.text
-            assert "x-gateway-degraded" not in response.headers
+            assert response.headers.get("x-gateway-degraded", "") == degraded
             return dict(response.json())
 
         with concurrent.futures.ThreadPoolExecutor(8) as pool:
@@ -115,7 +117,8 @@ def calls(answers: list[dict[str, Any]]) -> list[dict[str, Any]]:
     out = []
     for answer in answers:
         assert answer["status"] == "completed", answer
-        (call,) = answer["output"]  # parallel_tool_calls false: exactly one call, no text around it
+        assert len(answer["output"]) == 1, answer["output"]  # parallel_tool_calls false: one call, no text
+        (call,) = answer["output"]
         assert call["type"] == "function_call", answer
         out.append(call)
     return out
@@ -125,7 +128,28 @@ def test_tool_choice_required_makes_a_schema_valid_call(base: str) -> None:
     found = calls(many(base, {"tools": TOOLS, "tool_choice": "required", "parallel_tool_calls": False}))
     for call in found:
         jsonschema.validate(json.loads(call["arguments"]), SCHEMAS[call["name"]])
-    assert {call["name"] for call in found} == {"read_file", "move"}  # either tool may be chosen
+    assert {call["name"] for call in found} <= {"read_file", "move"}  # which one is the model's choice (below)
+
+
+def test_every_forced_tool_is_open_to_the_model() -> None:
+    # The grammar leaves the choice of tool to the model: after the shared start, both names may begin.
+    import llguidance
+    import numpy as np
+
+    from gateway.adapters.base import Constraint
+    from gateway.adapters.mlx.constrain import Constraints
+
+    class Bytes:  # a byte-level tokenizer: one token per byte, as the engine's own "byte" tokenizer
+        def encode(self, text: str, add_special_tokens: bool = False) -> list[int]:
+            return list(text.encode())
+
+    constraints = Constraints(Bytes(), "json_tools", None)
+    constraints._tokenizer = llguidance.LLTokenizer("byte")
+    grammar = constraints.grammar(Constraint(calls=SCHEMAS, parallel=False), thinking=False)
+    matcher = llguidance.LLMatcher(constraints._tokenizer, llguidance.grammar_from("lark", grammar), log_level=0)
+    assert matcher.consume_tokens(constraints._tokenizer.tokenize_str('<tool_call>\n{"name": "'))
+    allowed = np.unpackbits(np.frombuffer(matcher.compute_bitmask(), dtype=np.uint8), bitorder="little")
+    assert {chr(i) for i in range(128) if allowed[i]} == {"r", "m"}
 
 
 def test_a_named_function_is_the_one_called(base: str) -> None:
