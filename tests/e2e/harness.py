@@ -132,7 +132,7 @@ def _base_env(home: Path, bins: Path) -> dict[str, str]:
 
 
 def run_codex(bins: Path, gw: Gateway, config: GatewayConfig, workdir: Path, prompt: str, *,
-              extra_toml: str = "", timeout: float = 120) -> Run:
+              extra_toml: str = "", extra_args: tuple[str, ...] = (), timeout: float = 120) -> Run:
     """`codex exec` with the config `gateway clients codex` generates, retries off, in a namespace."""
     home = workdir.parent / f"{workdir.name}-codex-home"
     codex_home = home / "codex"
@@ -146,17 +146,17 @@ def run_codex(bins: Path, gw: Gateway, config: GatewayConfig, workdir: Path, pro
     env = {**_base_env(home, bins), "CODEX_HOME": str(codex_home), "MLXGW_API_KEY": "e2e"}
     command = ["codex", "exec", "--strict-config", "--skip-git-repo-check", "--json", "--color", "never",
                "-c", "model_providers.mlxgw.request_max_retries=0", "-c", "model_providers.mlxgw.stream_max_retries=0",
-               "-C", str(workdir), prompt]
+               "-C", str(workdir), *extra_args, prompt]
     return _isolated(command, gw.socket, workdir, env, timeout)
 
 
 def codex_turn(bins: Path, config: GatewayConfig, tmp_path: Path, prompt: str, *,
-               extra_toml: str = "") -> tuple[Run, Gateway, Path]:
+               extra_toml: str = "", extra_args: tuple[str, ...] = ()) -> tuple[Run, Gateway, Path]:
     """One `codex exec` against a fresh gateway for `config`, in `tmp_path/project`: (run, gateway, project)."""
     project = tmp_path / "project"
     project.mkdir()
     with gateway(config, tmp_path) as gw:
-        run = run_codex(bins, gw, config, project, prompt, extra_toml=extra_toml)
+        run = run_codex(bins, gw, config, project, prompt, extra_toml=extra_toml, extra_args=extra_args)
     return run, gw, project
 
 

@@ -116,3 +116,33 @@ models:
     (request,) = gw.for_model("local-mlx")
     assert request.status == 200 and request.fields["response_status"] == "completed"
     assert request.fields["output_tokens"] == turn["usage"]["output_tokens"]
+
+
+def test_output_schema_on_the_real_mlx_adapter(bins: Path, tmp_path: Path) -> None:
+    """`codex exec --output-schema`: the random dummy model (gibberish when free) answers JSON that validates,
+    because the gateway enforces the schema Codex sends as text.format while the model decodes."""
+    import jsonschema
+
+    schema = {"type": "object", "properties": {"status": {"enum": ["ok", "fail"]},
+                                               "count": {"type": "integer", "minimum": 0, "maximum": 9}},
+              "required": ["status", "count"], "additionalProperties": False}
+    schema_file = tmp_path / "schema.json"
+    schema_file.write_text(json.dumps(schema))
+    config = parse_config(f"""
+mlx: {{cache_dir: "{tmp_path / 'mlx-cache'}"}}
+models:
+  - name: local-mlx
+    adapter: mlx
+    source: dummy
+    dummy: {{hidden_size: 64, layers: 2, heads: 2, kv_heads: 1, intermediate_size: 128, vocab_size: 1024}}
+    context_length: 32768
+""")
+    run, gw, _ = codex_turn(bins, config, tmp_path, "Report the status.",
+                            extra_args=("--output-schema", str(schema_file)))
+    assert run.returncode == 0, run.stderr[-2000:]
+    jsonschema.validate(json.loads(run.items("agent_message")[-1]["text"]), schema)
+    (request,) = gw.for_model("local-mlx")
+    sent = json.loads(request.body)
+    assert sent["text"]["format"]["type"] == "json_schema"  # Codex asked for it; the gateway enforced it
+    assert request.fields["response_status"] == "completed"
+    assert not any(d.startswith("constraint:") for d in request.fields.get("degradations", []))
