@@ -44,10 +44,11 @@ def test_responses_parse_returns_the_model(sdk: OpenAI) -> None:
 
 
 def test_streamed_responses_parse_returns_the_model(sdk: OpenAI) -> None:
-    for i in range(3):
+    for i in range(RUNS):
         with sdk.responses.stream(model="tiny", input=f"stream ticket {i}", text_format=Ticket,
                                   max_output_tokens=200, reasoning={"effort": "none"}) as stream:
             final = stream.get_final_response()
+        assert final.status == "completed", final
         assert isinstance(final.output_parsed, Ticket)
 
 
