@@ -43,7 +43,7 @@ def slow_reader(host: str, port: int, stop: threading.Event) -> int:
     with socket.create_connection((host, port), timeout=10) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1024)
         sock.sendall(head + body)
-        for _ in range(400):  # bounded: at most 20 s
+        for _ in range(1200):  # bounded: at most 60 s (the test stops it as soon as the streams are done)
             if stop.is_set():
                 break
             if not sock.recv(1):
@@ -90,7 +90,7 @@ def test_256_streams_complete_beside_slow_readers(figures: list[str]) -> None:
     figures.append(f"load: {STREAMS} streams of 2 s beside {SLOW_READERS} slow readers: endings {endings}, "
                    f"p50 {p50:.2f} s, p99 {p99:.2f} s, wall {elapsed:.2f} s, RSS {before:.0f} -> {after:.0f} MiB")
     assert endings == {"response.completed": STREAMS}
-    # A 2-second script; client and server share this process and 2 cores. A stall behind a slow reader
-    # would last as long as the reader (20 s).
-    assert p99 < 12
+    # A 2-second script; client and server share this process and 2 cores (p99 8-13 s measured, depending on
+    # what else the machine runs). A stall behind a slow reader would last as long as the reader (60 s).
+    assert p99 < 30
     assert after - before < 150  # MiB, for 256 concurrent streams
