@@ -174,12 +174,13 @@ class Run:
 
     def _log_figures(self) -> None:
         stats = self.stats
+        tokens = stats.token_usage()
         self._record.fields.update(
             response_status=stats.status,
             ttft_ms=stats.ttft_ms(),
-            input_tokens=stats.input_tokens,
-            output_tokens=stats.output_tokens,
-            cached_tokens=stats.cached_tokens,
+            input_tokens=tokens.input_tokens,
+            output_tokens=tokens.output_tokens,
+            cached_tokens=tokens.cached_tokens,
             # A scripted model's "speed" (~100,000 tok/s) would only mislead dashboards and the status page.
             tokens_per_second=stats.tokens_per_second() if self.prepared.adapter.capabilities.decodes else None,
         )

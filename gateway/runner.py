@@ -44,14 +44,10 @@ class RunStats:
     """What the canonical log line and metrics need to know about a run."""
 
     __slots__ = (
-        "cached_tokens",
         "counted",
         "error",
         "finished",
         "first_token",
-        "input_tokens",
-        "output_tokens",
-        "reasoning_tokens",
         "started",
         "status",
     )
@@ -62,31 +58,25 @@ class RunStats:
         self.finished: float | None = None
         self.status = "in_progress"
         self.error: GatewayError | None = None
-        self.input_tokens = 0
-        self.output_tokens = 0
-        self.cached_tokens = 0
-        self.reasoning_tokens = 0
-        self.counted = False
+        self.counted: TokenUsage | None = None  # the last counts the adapter reported (a Tally or the Finish)
 
     def count(self, usage: TokenUsage) -> None:
-        self.input_tokens, self.output_tokens = usage.input_tokens, usage.output_tokens
-        self.cached_tokens, self.reasoning_tokens = usage.cached_tokens, usage.reasoning_tokens
-        self.counted = True
+        self.counted = usage
 
     def token_usage(self) -> TokenUsage:
-        return TokenUsage(input_tokens=self.input_tokens, output_tokens=self.output_tokens,
-                          cached_tokens=self.cached_tokens, reasoning_tokens=self.reasoning_tokens)
+        return self.counted or TokenUsage()
 
     def usage(self) -> Usage | None:
         """The last counts an adapter reported, as the API's usage (None if it reported none)."""
-        return usage_from(self.token_usage()) if self.counted else None
+        return usage_from(self.counted) if self.counted is not None else None
 
     def tokens_per_second(self) -> float | None:
         """Decode speed: tokens after the first over the time since the first."""
-        if self.first_token is None or self.finished is None or self.output_tokens < 2:
+        output = self.token_usage().output_tokens
+        if self.first_token is None or self.finished is None or output < 2:
             return None
         elapsed = self.finished - self.first_token
-        return round((self.output_tokens - 1) / elapsed, 1) if elapsed > 0 else None
+        return round((output - 1) / elapsed, 1) if elapsed > 0 else None
 
     def ttft_ms(self) -> float | None:
         return None if self.first_token is None else round((self.first_token - self.started) * 1000, 2)

@@ -6,7 +6,7 @@ import json
 import sys
 from pathlib import Path
 
-from gateway.config import parse_config
+from gateway.config import GatewayConfig, parse_config
 from tests.e2e.harness import REPO, VERSIONS, codex_turn
 
 PATCH = "*** Begin Patch\\n*** Add File: hello.txt\\n+patched by a local model\\n*** End Patch\\n"
@@ -94,11 +94,9 @@ models:
     assert second.fields["tool_outputs"] == 1
 
 
-def test_a_turn_on_the_real_mlx_adapter(bins: Path, tmp_path: Path) -> None:
-    """A dummy model through mlx-lm in a worker process. Random weights never stop by themselves, so the
-    test hook forces the answer (the last user message, then EOS) through real generation."""
-    prompt = "Reply with this sentence, word for word."
-    config = parse_config(f"""
+def mlx_dummy(tmp_path: Path, extra: str = "") -> GatewayConfig:
+    """One small dummy model served by the real MLX adapter (a worker process), cached under `tmp_path`."""
+    return parse_config(f"""
 mlx: {{cache_dir: "{tmp_path / 'mlx-cache'}"}}
 models:
   - name: local-mlx
@@ -106,8 +104,15 @@ models:
     source: dummy
     dummy: {{hidden_size: 64, layers: 2, heads: 2, kv_heads: 1, intermediate_size: 128, vocab_size: 1024}}
     context_length: 32768
-    testing: {{force: last_user}}
+    {extra}
 """)
+
+
+def test_a_turn_on_the_real_mlx_adapter(bins: Path, tmp_path: Path) -> None:
+    """A dummy model through mlx-lm in a worker process. Random weights never stop by themselves, so the
+    test hook forces the answer (the last user message, then EOS) through real generation."""
+    prompt = "Reply with this sentence, word for word."
+    config = mlx_dummy(tmp_path, "testing: {force: last_user}")
     run, gw, _ = codex_turn(bins, config, tmp_path, prompt)
     assert run.returncode == 0, run.stderr[-2000:]
     assert run.items("agent_message")[-1]["text"] == prompt
@@ -128,15 +133,7 @@ def test_output_schema_on_the_real_mlx_adapter(bins: Path, tmp_path: Path) -> No
               "required": ["status", "count"], "additionalProperties": False}
     schema_file = tmp_path / "schema.json"
     schema_file.write_text(json.dumps(schema))
-    config = parse_config(f"""
-mlx: {{cache_dir: "{tmp_path / 'mlx-cache'}"}}
-models:
-  - name: local-mlx
-    adapter: mlx
-    source: dummy
-    dummy: {{hidden_size: 64, layers: 2, heads: 2, kv_heads: 1, intermediate_size: 128, vocab_size: 1024}}
-    context_length: 32768
-""")
+    config = mlx_dummy(tmp_path)
     run, gw, _ = codex_turn(bins, config, tmp_path, "Report the status.",
                             extra_args=("--output-schema", str(schema_file)))
     assert run.returncode == 0, run.stderr[-2000:]
