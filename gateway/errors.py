@@ -15,6 +15,9 @@
     ├── PayloadTooLarge               413
     ├── ClientDisconnected            499 (logged only: nobody is left to read it)
     ├── RateLimited                   429
+    ├── UpstreamRejected              the upstream's own 4xx, passed through with its message
+    ├── BadGateway                    502 code upstream_error (an upstream 5xx, refused, cut or garbled)
+    ├── GatewayTimeout                504 code upstream_timeout
     └── ServiceUnavailable            503
         ├── ModelUnavailable          503 code model_unavailable
         └── StoreUnavailable          503 code store_unavailable
@@ -31,12 +34,14 @@ import msgspec
 
 __all__ = [
     "AuthenticationFailed",
+    "BadGateway",
     "ClientDisconnected",
     "Conflict",
     "ContextLengthExceeded",
     "ErrorBody",
     "ErrorEnvelope",
     "GatewayError",
+    "GatewayTimeout",
     "InvalidRequest",
     "MethodNotAllowed",
     "ModelNotFound",
@@ -49,6 +54,7 @@ __all__ = [
     "RequestTimeout",
     "ServiceUnavailable",
     "StoreUnavailable",
+    "UpstreamRejected",
     "envelope",
     "error_type",
     "param_from_validation",
@@ -169,6 +175,34 @@ class RateLimited(GatewayError):
     code = "rate_limit_exceeded"
 
 
+class UpstreamRejected(GatewayError):
+    """A 4xx an upstream model server answered: its status, type, param and code as it gave them."""
+
+    status = 400
+    type = "invalid_request_error"
+    code: str | None = None
+
+    def __init__(
+        self, message: str, *, status: int, type: str | None = None, param: str | None = None, code: str | None = None
+    ) -> None:
+        super().__init__(message, param=param, code=code)
+        self.status = status
+        if type:
+            self.type = type
+
+
+class BadGateway(GatewayError):
+    status = 502
+    type = "server_error"
+    code = "upstream_error"
+
+
+class GatewayTimeout(GatewayError):
+    status = 504
+    type = "server_error"
+    code = "upstream_timeout"
+
+
 class ServiceUnavailable(GatewayError):
     status = 503
     type = "server_error"
@@ -204,7 +238,7 @@ def error_type(code: str | None) -> str:
 
 def retry_after(error: GatewayError) -> str | None:
     """The `Retry-After` an error response carries: overload and unavailability are worth retrying soon."""
-    return "1" if error.status in (429, 503) else None
+    return "1" if error.status in (429, 502, 503, 504) else None
 
 
 _PATH = re.compile(r" - at `\$(?P<path>[^`]*)`$")

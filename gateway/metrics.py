@@ -65,6 +65,7 @@ class _StateCollector(Collector):
                 if isinstance(prefix, dict) and isinstance(prefix.get(key), (int, float)):
                     family.add_metric([name], float(prefix[key]))
         yield from (model_state, active, queued, memory, *counters.values(), *cache.values())
+        yield from _replicas(models)
         yield from _manifest(state.get("manifest"))
         store = state.get("store")
         if isinstance(store, dict):
@@ -93,6 +94,26 @@ def _manifest(manifest: Any) -> Iterator[Any]:
         if isinstance(manifest.get("last_success_at"), (int, float)):
             success.add_metric([], float(manifest["last_success_at"]))
     yield from (reloads, success)
+
+
+def _replicas(models: dict[str, Any]) -> Iterator[Any]:
+    """Upstream models: each replica's breaker, load and counts."""
+    up = GaugeMetricFamily("mlxgw_upstream_replica_up", "1 while the replica's circuit breaker is closed, 0 while "
+                           "it is open (skipped until a health probe succeeds)", labels=["model", "replica"])
+    active = GaugeMetricFamily("mlxgw_upstream_replica_active_requests", "Requests the replica is serving",
+                               labels=["model", "replica"])
+    requests = CounterMetricFamily("mlxgw_upstream_replica_requests", "Requests the replica accepted",
+                                   labels=["model", "replica"])
+    errors = CounterMetricFamily("mlxgw_upstream_replica_errors", "Failed attempts on the replica (refused, 5xx, "
+                                 "timed out, cut mid-stream)", labels=["model", "replica"])
+    for name, info in models.items():
+        for replica in info.get("replicas") or []:
+            labels = [name, str(replica.get("url", ""))]
+            up.add_metric(labels, 0.0 if replica.get("state") == "open" else 1.0)
+            active.add_metric(labels, float(replica.get("active", 0)))
+            requests.add_metric(labels, float(replica.get("requests", 0)))
+            errors.add_metric(labels, float(replica.get("errors", 0)))
+    yield from (up, active, requests, errors)
 
 
 def _store_capacity(store: dict[str, Any]) -> Iterator[Any]:

@@ -20,12 +20,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 import msgspec
 import structlog
 
+from gateway.adapters.base import Delta
 from gateway.errors import GatewayError
 from gateway.events import TERMINAL_EVENTS, Event, ResponseFailed
 from gateway.log import RequestRecord
@@ -70,6 +71,7 @@ class Run:
         self._record = record
         self._active_streams = active_streams
         self._lease: Lease | None = None
+        self._opened: AsyncIterator[Delta] | None = None
         self._saved = False
         self._store_failure: GatewayError | None = None
         self.headers: dict[str, str] = {}
@@ -85,8 +87,21 @@ class Run:
             self.headers[DEGRADED_HEADER] = _header_value(prepared.plan.degradations)
 
     async def begin(self) -> None:
-        """Store the response as it starts (GET shows it queued or in progress; 503 if the store is down),
-        then hold the adapter for the rest of the run."""
+        """Hold the adapter; open its stream (a foreground run: an upstream that refuses or fails is still an HTTP
+        error); store the response as it starts (GET shows it queued or in progress; 503 if the store is down)."""
+        self._lease = self._runtime.lease(self.prepared.adapter)
+        try:
+            if not self.background:
+                self._opened = await self.prepared.adapter.open(self.prepared.generation)
+            await self._store_start()
+        except BaseException:
+            if self._opened is not None:
+                await self._opened.aclose()  # type: ignore[attr-defined]
+            self._lease.release()
+            self._lease = None
+            raise
+
+    async def _store_start(self) -> None:
         if self._store is not None and self._turn is not None:
             conversation = self._turn.conversation
             record = TurnRecord(
@@ -97,7 +112,6 @@ class Run:
                 conversation_version=conversation.version if conversation else 0,
             )
             await self._store.begin(record, background=self.background)
-        self._lease = self._runtime.lease(self.prepared.adapter)
 
     async def events(self) -> AsyncGenerator[list[Event], None]:
         """Event batches from `response.created` to the terminal event (or until the consumer stops)."""
@@ -113,6 +127,7 @@ class Run:
             stats=self.stats,
             queued=self.background,
             aborts=self._runtime.aborts,
+            opened=self._opened,
         )
         self._active_streams.inc()
         # A stored foreground run keeps its owner lease alive; if this process dies, the lease lapses and the

@@ -82,8 +82,11 @@ class RunStats:
         return None if self.first_token is None else round((self.first_token - self.started) * 1000, 2)
 
 
-async def _pump(stream: AsyncIterator[Delta], queue: asyncio.Queue[_Item]) -> None:
+async def _pump(
+    adapter: Adapter, generation: GenerationRequest, opened: AsyncIterator[Delta] | None, queue: asyncio.Queue[_Item]
+) -> None:
     try:
+        stream = opened if opened is not None else await adapter.open(generation)
         async with contextlib.aclosing(stream):  # type: ignore[type-var]
             async for delta in stream:
                 queue.put_nowait(delta)
@@ -104,8 +107,12 @@ async def run_generation(
     stats: RunStats,
     queued: bool = False,
     aborts: set[Callable[[GatewayError], None]] | None = None,
+    opened: AsyncIterator[Delta] | None = None,
 ) -> AsyncGenerator[list[Event], None]:
     """Yield event batches until a terminal event (the consumer, a `Run`, stores the terminal batch).
+
+    `opened` is the adapter's stream if the caller opened it already (so that opening errors could still be an
+    HTTP status); otherwise it is opened here, and an error opening it fails the response.
 
     While it runs, an abort function sits in `aborts`: calling it ends the response with that error
     (the gateway uses it to fail what is still running when a shutdown's grace period is over).
@@ -113,7 +120,7 @@ async def run_generation(
     loop = asyncio.get_running_loop()
     yield assembler.start(queued=queued)
     queue: asyncio.Queue[_Item] = asyncio.Queue()
-    pump = asyncio.create_task(_pump(adapter.generate(generation), queue))
+    pump = asyncio.create_task(_pump(adapter, generation, opened, queue))
     abort = queue.put_nowait
     if aborts is not None:
         aborts.add(abort)

@@ -53,7 +53,7 @@ models:
     )
     assert any(p.startswith("server.hots: unknown key (known keys: host, port, max_body_bytes,") for p in found)
     assert "server.port: Expected `int`, got `str`" in found
-    assert "models[1].adapter: expected one of 'scripted', 'mlx', got 'nosuch'" in found
+    assert "models[1].adapter: expected one of 'scripted', 'mlx', 'upstream', got 'nosuch'" in found
     assert any(p.startswith("models[2].nme: unknown key") for p in found)
     assert "models[2].name: required" in found
     assert "models[2].script.mode: Invalid enum value 'x' (allowed: steps, echo)" in found
@@ -78,7 +78,7 @@ store: {url: "http://x"}
     assert found == [
         # the type problems first, enums with their allowed values
         "models[0].context_length: Expected `int`, got `str`",
-        "models[2].adapter: expected one of 'scripted', 'mlx', got 'mlxx'",
+        "models[2].adapter: expected one of 'scripted', 'mlx', 'upstream', got 'mlxx'",
         "models[3].script.mode: Invalid enum value 'x' (allowed: steps, echo)",
         "policies.default.tools.function: Invalid enum value 'explode' (allowed: native, wrap, expand, drop, note, "
         "reject)",

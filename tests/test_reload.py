@@ -56,6 +56,9 @@ class RecordingAdapter:
     def generate(self, request: Any) -> Any:
         raise NotImplementedError
 
+    async def open(self, request: Any) -> Any:
+        raise NotImplementedError
+
     def describe(self) -> dict[str, Any]:
         return {}
 

@@ -36,6 +36,9 @@ class FakeAdapter:
             self.cancelled.set()
             raise
 
+    async def open(self, request: GenerationRequest) -> AsyncIterator[Delta]:
+        return self.generate(request)
+
     async def start(self) -> None: ...
     async def capabilities_ready(self) -> Capabilities:
         return self.capabilities

@@ -8,7 +8,8 @@ from types import MappingProxyType
 from gateway.adapters.base import Adapter, Capabilities, Delta, GenerationRequest
 from gateway.adapters.mlx import MlxAdapter, WorkerPool
 from gateway.adapters.scripted import ScriptedAdapter
-from gateway.config import MlxModel, ModelSpec, ScriptedModel
+from gateway.adapters.upstream import UpstreamAdapter
+from gateway.config import MlxModel, ModelSpec, ScriptedModel, UpstreamModel
 
 __all__ = ["ADAPTERS", "Adapter", "Capabilities", "Delta", "GenerationRequest", "WorkerPool", "build_adapter"]
 
@@ -24,9 +25,14 @@ def _mlx(spec: ModelSpec, pool: WorkerPool) -> Adapter:
     return MlxAdapter(spec, pool)
 
 
+def _upstream(spec: ModelSpec, pool: WorkerPool) -> Adapter:
+    assert isinstance(spec, UpstreamModel)
+    return UpstreamAdapter(spec)
+
+
 # Factories take the spec and the pool shared by all mlx models (the Runtime owns it).
 ADAPTERS: MappingProxyType[str, Callable[[ModelSpec, WorkerPool], Adapter]] = MappingProxyType(
-    {"scripted": _scripted, "mlx": _mlx}
+    {"scripted": _scripted, "mlx": _mlx, "upstream": _upstream}
 )
 
 

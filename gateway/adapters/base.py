@@ -179,6 +179,11 @@ class Adapter(Protocol):
     def generate(self, request: GenerationRequest) -> AsyncIterator[Delta]:
         """Stream deltas, ending with exactly one `Finish`. Raise `GatewayError`s on failure."""
 
+    async def open(self, request: GenerationRequest) -> AsyncIterator[Delta]:
+        """`generate`, with whatever can fail before the first delta done first (connecting to an upstream and
+        reading its status), so that a failure there can still be an HTTP error rather than `response.failed`.
+        Adapters with nothing to do up front return `self.generate(request)`."""
+
     async def aclose(self) -> None:
         """Release everything; in-flight generations end."""
 

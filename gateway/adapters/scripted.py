@@ -66,6 +66,9 @@ class ScriptedAdapter:
     def describe(self) -> dict[str, Any]:
         return {"adapter": "scripted", "state": "ready", "active": self.active, "served": self.served}
 
+    async def open(self, request: GenerationRequest) -> AsyncIterator[Delta]:
+        return self.generate(request)  # nothing can fail before the first delta that is not also a model error
+
     async def generate(self, request: GenerationRequest) -> AsyncIterator[Delta]:
         script = self.spec.script
         self.active += 1

@@ -3,7 +3,8 @@
 Readiness (`/ready`) answers one question for a load balancer: should this instance get requests? Yes (200) while
 the manifest is loaded and the gateway is not shutting down, the store answers, and at least one model can serve.
 A model can serve in `ready` and `unloaded` (it loads on demand), and in `loading` when that is not a retry after a
-failure; it cannot in `backoff`, `failed`, `crashed` or `closed`, nor while loading again after a failed load or a
+failure; it cannot in `backoff`, `failed`, `crashed` or `closed` (nor an upstream model in `unreachable`: every
+replica's circuit breaker open; `degraded`, some open, still serves), nor while loading again after a failed load or a
 crash (it counts again once a load succeeds). So one broken model never takes the healthy ones out of rotation, and
 a gateway whose every model is broken stays out (503) without flapping as its retries come and go.
 """
@@ -24,7 +25,7 @@ from gateway.metrics import CONTENT_TYPE
 __all__ = ["OPS_ROUTES"]
 
 
-UNABLE_STATES = frozenset({"backoff", "failed", "crashed", "closed"})
+UNABLE_STATES = frozenset({"backoff", "failed", "crashed", "closed", "unreachable"})
 
 
 def can_serve(model: dict[str, Any]) -> bool:

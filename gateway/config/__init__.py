@@ -28,6 +28,7 @@ from gateway.config.schema import (
     StoreConfig,
     ToolAction,
     ToolRulesConfig,
+    UpstreamModel,
 )
 
 __all__ = [
@@ -53,6 +54,7 @@ __all__ = [
     "StoreConfig",
     "ToolAction",
     "ToolRulesConfig",
+    "UpstreamModel",
     "apply_environment",
     "load_config",
     "parse_config",

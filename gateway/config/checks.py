@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from msgspec import UNSET
 
-from gateway.config.schema import ALLOWED_ACTIONS, GatewayConfig, MlxModel, Script, ScriptedModel
+from gateway.config.schema import ALLOWED_ACTIONS, GatewayConfig, MlxModel, Script, ScriptedModel, UpstreamModel
 
 __all__ = ["STORE_SCHEMES", "available_tool_parsers", "semantic_problems"]
 
@@ -32,6 +33,8 @@ def semantic_problems(config: GatewayConfig) -> list[str]:
         if isinstance(model, MlxModel):
             problems.extend(_mlx_problems(model, f"models[{i}]"))
             problems.extend(_path_problems(model, config.mlx.allowed_paths, f"models[{i}].source"))
+        if isinstance(model, UpstreamModel):
+            problems.extend(_upstream_problems(model, f"models[{i}].base_url"))
     problems.extend(_policy_problems(config))
     scheme = config.store.url.split("://", 1)[0] if "://" in config.store.url else ""
     if scheme not in STORE_SCHEMES:
@@ -117,6 +120,26 @@ def _mlx_problems(model: MlxModel, path: str) -> list[str]:
         known = available_tool_parsers()
         if known and model.tool_parser not in known:
             problems.append(f"{path}.tool_parser: unknown parser '{model.tool_parser}' (known: {', '.join(known)})")
+    return problems
+
+
+def _upstream_problems(model: UpstreamModel, path: str) -> list[str]:
+    problems = []
+    urls = [model.base_url] if isinstance(model.base_url, str) else model.base_url
+    for j, url in enumerate(urls):
+        where = path if isinstance(model.base_url, str) else f"{path}[{j}]"
+        try:
+            parts = urlsplit(url)
+            parts.port  # noqa: B018 - raises on a port that is not a number
+        except ValueError as exc:
+            problems.append(f"{where}: '{url}' is not a URL ({exc})")
+            continue
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            problems.append(f"{where}: '{url}' is not an http:// or https:// URL with a host")
+        elif parts.query or parts.fragment or parts.username or parts.password:
+            problems.append(f"{where}: '{url}' must not carry a query, fragment or credentials (use api_key_env)")
+    if len({url.rstrip("/") for url in urls}) != len(urls):
+        problems.append(f"{path}: the same replica is listed twice")
     return problems
 
 

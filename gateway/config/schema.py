@@ -28,6 +28,7 @@ __all__ = [
     "StoreConfig",
     "ToolAction",
     "ToolRulesConfig",
+    "UpstreamModel",
 ]
 
 
@@ -37,6 +38,7 @@ class Base(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
 
 Port = Annotated[int, Meta(ge=0, le=65535)]
 Positive = Annotated[int, Meta(ge=1)]
+EnvName = Annotated[str, Meta(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
 ModelName = Annotated[str, Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/@+-]*$", max_length=256)]
 
 
@@ -174,7 +176,38 @@ class MlxModel(ModelBase, frozen=True, tag="mlx", kw_only=True):
     testing: MlxTesting | None = None
 
 
-ModelSpec = ScriptedModel | MlxModel
+class UpstreamModel(ModelBase, frozen=True, tag="upstream", kw_only=True):
+    """A model another server runs (a `gateway run` on another machine, mlx_lm.server, vLLM, llama.cpp...), reached
+    over HTTP. The gateway keeps the store, policies and Responses semantics; the upstream sees stateless requests."""
+
+    base_url: Annotated[str, Meta(min_length=1)] | Annotated[list[str], Meta(min_length=1)]  # one per replica, ".../v1"
+    api: Literal["chat", "responses"] = "chat"
+    model: str | None = None  # the upstream's name for it (default: `name`)
+    api_key_env: EnvName | None = None  # sent as `Authorization: Bearer ...`
+    connect_timeout_seconds: Annotated[float, Meta(gt=0, le=300)] = 5.0
+    # Waiting for the upstream's answer to begin, and then between two chunks of its stream.
+    read_timeout_seconds: Annotated[float, Meta(gt=0, le=3600)] = 300.0
+    max_connections: Annotated[int, Meta(ge=1, le=10000)] = 100  # per replica
+    retries: Annotated[int, Meta(ge=0, le=10)] = 2  # further attempts, only before the client's first byte
+    # A replica failing this many times in a row is skipped for `breaker_open_seconds`, then probed.
+    breaker_failures: Annotated[int, Meta(ge=1, le=1000)] = 3
+    breaker_open_seconds: Annotated[float, Meta(gt=0, le=3600)] = 10.0
+    vision: bool = False  # the upstream model accepts images
+    # The upstream enforces response_format / text.format and tool_choice (vLLM, SGLang, OpenAI, another gateway);
+    # false for engines that ignore them (mlx_lm.server), so `constraints` applies its enforce/strict rules.
+    structured_output: bool = False
+
+    @property
+    def base_urls(self) -> list[str]:
+        urls = [self.base_url] if isinstance(self.base_url, str) else list(self.base_url)
+        return [url.rstrip("/") for url in urls]
+
+    @property
+    def upstream_model(self) -> str:
+        return self.model or self.name
+
+
+ModelSpec = ScriptedModel | MlxModel | UpstreamModel
 
 
 ToolAction = Literal["native", "wrap", "expand", "drop", "note", "reject"]
@@ -223,9 +256,6 @@ class ClientProfile(Base, frozen=True):
     match: dict[str, str]
     policy: str
     models: list[str] = []
-
-
-EnvName = Annotated[str, Meta(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
 
 
 class ApiKey(Base, frozen=True):

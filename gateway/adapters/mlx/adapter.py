@@ -310,6 +310,9 @@ class MlxAdapter:
 
     # ------------------------------------------------------------ requests
 
+    async def open(self, request: GenerationRequest) -> AsyncIterator[Delta]:
+        return self.generate(request)  # nothing can fail before the first delta that is not also a model error
+
     async def generate(self, request: GenerationRequest) -> AsyncIterator[Delta]:
         self._in_flight += 1
         self.last_used = time.monotonic()
