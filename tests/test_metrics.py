@@ -56,6 +56,19 @@ def test_state_is_read_at_scrape_time() -> None:
     assert ("mlxgw_model_state", (("model", "m"), ("state", "unloaded"))) in samples(Metrics(lambda: state))
 
 
+def test_upstream_replicas_are_read_at_scrape_time() -> None:
+    replica = {"url": "http://h:1/v1", "state": "open", "active": 2, "requests": 9, "errors": 3}
+    state = {"models": {"u": {"state": "degraded", "replicas": [replica, {**replica, "url": "http://h:2/v1",
+                                                                        "state": "closed", "errors": 0}]}}}
+    got = samples(Metrics(lambda: state))
+    one, two = (("model", "u"), ("replica", "http://h:1/v1")), (("model", "u"), ("replica", "http://h:2/v1"))
+    assert got[("mlxgw_upstream_replica_up", one)] == 0 and got[("mlxgw_upstream_replica_up", two)] == 1
+    assert got[("mlxgw_upstream_replica_active_requests", one)] == 2
+    assert got[("mlxgw_upstream_replica_requests_total", one)] == 9
+    assert got[("mlxgw_upstream_replica_errors_total", one)] == 3
+    assert got[("mlxgw_model_state", (("model", "u"), ("state", "degraded")))] == 1
+
+
 def test_registries_are_per_instance() -> None:
     first, second = Metrics(), Metrics()
     first.observe("/health", 200, {}, 0.001)
