@@ -119,7 +119,7 @@ def _pull(config: GatewayConfig, name: str) -> int:
         print(f"gateway: {exc.message}", file=sys.stderr)
         return 1
     if not isinstance(model, MlxModel):
-        print(f"{model.name}: a {model.kind} model has no files to pull")
+        print(f"{model.name}: the {model.kind} adapter has no files to pull")
         return 0
 
     cache_dir = default_cache_dir(config.mlx)

@@ -73,7 +73,7 @@ PAGE = """<!doctype html>
   th { font-weight: 600; color: var(--muted); font-size: 12px; text-transform: uppercase; letter-spacing: .03em; }
   .pill { display: inline-block; padding: 1px 8px; border-radius: 999px; font-size: 12px; background: #f3f4f6; }
   .ready, .loaded, .ok, .completed { color: var(--ok); } .loading, .queued, .incomplete { color: var(--warn); }
-  .failed, .dead, .down, .error, .cancelled, .rejected { color: var(--bad); } .degraded, .changed { color: var(--warn); }
+  .failed, .dead, .down, .error, .cancelled, .rejected, .unreachable { color: var(--bad); } .degraded, .changed { color: var(--warn); }
   .problems { margin: 6px 0 0; padding-left: 18px; color: var(--bad); }
   code { font: 12px ui-monospace, SFMono-Regular, Menlo, monospace; }
 </style>
