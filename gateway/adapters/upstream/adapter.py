@@ -19,7 +19,7 @@ import aiohttp
 import msgspec
 import structlog
 
-from gateway.adapters.base import Capabilities, Delta, GenerationRequest
+from gateway.adapters.base import Capabilities, Delta, Finish, GenerationRequest
 from gateway.adapters.scripted import estimate_input_tokens
 from gateway.adapters.upstream.bodies import chat_body, responses_body
 from gateway.adapters.upstream.replicas import Replica, ReplicaSet
@@ -150,39 +150,47 @@ class UpstreamAdapter:
         answer, replica = await self._answer(body)
         replica.active += 1
         replica.requests += 1
-        finished = False
+        drained = False
         try:
             yield None  # opened
             parser = ChatChunks() if self.spec.api == "chat" else ResponseEvents()
+            finish: Finish | None = None
             try:
                 async for data in sse_data(answer.content.iter_any()):
+                    if finish is not None:
+                        continue  # after the finish: read to the end, so the connection can be reused
                     for delta in parser.feed(data):
                         yield delta
-                    if isinstance(parser, ResponseEvents) and parser.finish is not None:
-                        break
-                    if isinstance(parser, ChatChunks) and parser.done:
-                        break
-                finish = parser.end()
-            except (TimeoutError, aiohttp.ServerTimeoutError):
+                    if parser.finished:
+                        finish = self._succeeded(parser, replica)
+                        yield finish  # at once: the client need not wait for the upstream to close its stream
+                if finish is None:
+                    yield self._succeeded(parser, replica)
+                drained = True
+            except (TimeoutError, aiohttp.ServerTimeoutError, aiohttp.ClientError, ConnectionError) as exc:
+                if finish is not None:
+                    return  # the answer was whole; only the end of the stream went wrong (the connection is dropped)
+                if not isinstance(exc, (TimeoutError, aiohttp.ServerTimeoutError)):
+                    raise BadGateway(f"The upstream connection broke mid-answer ({type(exc).__name__}).") from None
                 raise GatewayTimeout(
                     f"The upstream sent nothing for {self.spec.read_timeout_seconds:g} s (read_timeout_seconds)."
                 ) from None
-            except (aiohttp.ClientError, ConnectionError) as exc:
-                raise BadGateway(f"The upstream connection broke mid-answer ({type(exc).__name__}).") from None
-            finished = True
-            self.served += 1
-            self.replicas.succeeded(replica)
-            yield finish
         except GatewayError as exc:
             self.failures += 1
             self.replicas.failed(replica, exc.message)
             raise
         finally:
             replica.active -= 1
-            if finished:
+            if drained:
                 answer.release()  # back to the pool
             else:
                 answer.close()  # cancelled or failed: drop the connection so the upstream stops generating
+
+    def _succeeded(self, parser: ChatChunks | ResponseEvents, replica: Replica) -> Finish:
+        finish = parser.end()  # BadGateway if the stream was cut before its end
+        self.served += 1
+        self.replicas.succeeded(replica)
+        return finish
 
     async def _answer(self, body: bytes) -> tuple[aiohttp.ClientResponse, Replica]:
         """The first 200 answer, trying up to 1 + retries times; else the error of the last attempt."""

@@ -96,6 +96,11 @@ class ChatChunks:
         self._calls: dict[int, dict[str, Any]] = {}  # index -> id, name, started, buffered arguments
         self._current: int | None = None
 
+    @property
+    def finished(self) -> bool:
+        """`[DONE]` came (the usage chunk, if any, comes before it)."""
+        return self.done
+
     def feed(self, data: bytes) -> Iterator[Delta]:
         if data.strip() == b"[DONE]":
             self.done = True
@@ -180,6 +185,10 @@ class ResponseEvents:
         self._calls = 0
         self._streamed: set[str] = set()  # output items whose content arrived as deltas
         self._reasoning_kind: dict[str, str] = {}
+
+    @property
+    def finished(self) -> bool:
+        return self.finish is not None
 
     def feed(self, data: bytes) -> Iterator[Delta]:
         event = _json(data)
