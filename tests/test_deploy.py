@@ -108,3 +108,21 @@ def test_deploy_readme_describes_what_the_service_files_assume() -> None:
     assert "~/mlx-gateway/.venv/bin/gateway" in home_paths
     assert sorted(path for path in home_paths if path not in readme) == []
     assert "useradd" in readme and "python3 -m venv /opt/mlx-gateway/.venv" in readme
+
+
+def test_scale_out_manifests_check_and_agree_on_the_host_key() -> None:
+    """The scale-out example: both manifests pass the manifest checks, every front model is an upstream model, and the
+    key the fronts send is the one the model host accepts."""
+    from gateway.config import UpstreamModel, load_config
+
+    front = load_config(DEPLOY / "scale-out" / "front.yaml", environ={})
+    host = load_config(DEPLOY / "scale-out" / "model-host.yaml", environ={})
+    assert front.models and all(isinstance(m, UpstreamModel) for m in front.models)
+    host_key = {key.env for key in host.auth.keys}
+    served = {m.name for m in host.models}
+    for model in front.models:
+        assert isinstance(model, UpstreamModel)
+        if model.api == "responses":
+            assert model.api_key_env in host_key and model.upstream_model in served
+    assert front.store.url.startswith("redis://") and host.store.url == "memory://"
+    assert "scale-out/README.md" in (ROOT / "README.md").read_text()
