@@ -89,8 +89,9 @@ def identify(config: GatewayConfig, headers: Mapping[str, str], environ: Mapping
     return Caller("client", key)
 
 
-def guard(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
-    """The one place where routes are authorized (registered on the app for every handler)."""
+async def guard(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
+    """The one place where routes are authorized (registered on the app for every handler). A coroutine although
+    it never waits: Litestar runs a plain function guard in a worker thread, a hop on every request."""
     access = handler.opt.get(ACCESS)
     if access is None and getattr(handler, "http_methods", None) == {"OPTIONS"}:
         access = Access.PUBLIC  # Litestar's own OPTIONS answer: the Allow header, no data
