@@ -11,32 +11,23 @@ import pytest
 
 from gateway.config import GatewayConfig, parse_config
 from tests.e2e.harness import codex_turn, gateway, run_opencode
+from tests.model_host import model_host
 from tests.process import GatewayProcess
 
-HOST = """
-mlx: {{cache_dir: "{cache}"}}
-models:
-  - name: local-mlx
-    adapter: mlx
-    source: dummy
-    dummy: {{hidden_size: 64, layers: 2, heads: 2, kv_heads: 1, intermediate_size: 128, vocab_size: 1024}}
-    testing: {{force: last_user}}
+CODER = """
   - name: local-coder
     adapter: scripted
     script:
       steps:
         - text: "Writing the proof file."
-          calls: [{{function: exec_command, arguments: {{cmd: "printf hello > proof.txt && cat proof.txt"}}}}]
+          calls: [{function: exec_command, arguments: {cmd: "printf hello > proof.txt && cat proof.txt"}}]
         - text: "proof.txt now says hello."
 """
 
 
 @pytest.fixture(scope="module")
 def host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
-    folder = tmp_path_factory.mktemp("model-host")
-    manifest = folder / "host.yaml"
-    manifest.write_text(HOST.format(cache=folder / "mlx-cache"))
-    with GatewayProcess(manifest, folder / "host.log") as process:
+    with model_host(tmp_path_factory.mktemp("model-host"), CODER) as process:
         yield process
 
 

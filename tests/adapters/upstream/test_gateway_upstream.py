@@ -11,36 +11,27 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.model_host import model_host
 from tests.process import GatewayProcess
 from tests.sse import response_events
 
 WEATHER = {"type": "function", "name": "get_weather",
            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}
 
-HOST = """
-mlx: {{cache_dir: "{cache}"}}
-models:
-  - name: local-mlx
-    adapter: mlx
-    source: dummy
-    dummy: {{hidden_size: 64, layers: 2, heads: 2, kv_heads: 1, intermediate_size: 128, vocab_size: 1024}}
-    testing: {{force: last_user}}
+WEATHER_MODEL = """
   - name: weather
     adapter: scripted
     script:
       steps:
         - reasoning: "I need the weather."
-          calls: [{{function: get_weather, arguments: {{city: Paris}}}}]
+          calls: [{function: get_weather, arguments: {city: Paris}}]
         - text: "It is sunny in Paris."
 """
 
 
 @pytest.fixture(scope="module")
 def host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
-    folder = tmp_path_factory.mktemp("host")
-    manifest = folder / "host.yaml"
-    manifest.write_text(HOST.format(cache=folder / "mlx-cache"))
-    with GatewayProcess(manifest, folder / "host.log") as process:
+    with model_host(tmp_path_factory.mktemp("host"), WEATHER_MODEL) as process:
         yield process
 
 
