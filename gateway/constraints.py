@@ -9,7 +9,9 @@ An adapter that cannot enforce a constraint gets none, and the answer says so (`
 
 from __future__ import annotations
 
+import hashlib
 import json
+from collections import OrderedDict
 from typing import Any
 
 import llguidance
@@ -20,27 +22,56 @@ from gateway.grammars import GrammarError, escaped_grammar, start_name
 from gateway.policies.tools import ToolPlan
 from gateway.protocol import CustomTool, FunctionTool, NamespaceTool, ResponsesRequest, Tool
 
-__all__ = ["ANY_OBJECT", "grammar_problem", "plan_constraint", "schema_problem"]
+__all__ = ["ANY_OBJECT", "EngineChecks", "grammar_problem", "plan_constraint", "schema_problem"]
 
 ANY_OBJECT: dict[str, Any] = {"type": "object"}
 
 
+class EngineChecks:
+    """The engine's verdict on grammars and schemas already seen. Agents declare the same tools on every request
+    (Codex's apply_patch grammar takes about 0.6 ms to check), so each is checked once per app. Keyed by a digest of
+    the text, at most `size` verdicts, least recently used first out."""
+
+    def __init__(self, size: int = 1024) -> None:
+        self._size = size
+        self._verdicts: OrderedDict[bytes, str] = OrderedDict()
+
+    def grammar(self, syntax: str, definition: str) -> str:
+        return self._cached(b"grammar\0" + syntax.encode() + b"\0" + definition.encode(),
+                            lambda: grammar_problem(syntax, definition))
+
+    def schema(self, schema_json: str) -> str:
+        return self._cached(b"schema\0" + schema_json.encode(), lambda: schema_problem(schema_json))
+
+    def _cached(self, text: bytes, check: Any) -> str:
+        key = hashlib.blake2b(text, digest_size=16).digest()
+        verdict = self._verdicts.get(key)
+        if verdict is None:
+            verdict = self._verdicts[key] = check()
+            if len(self._verdicts) > self._size:
+                self._verdicts.popitem(last=False)
+        else:
+            self._verdicts.move_to_end(key)
+        return verdict
+
+
 def plan_constraint(
     request: ResponsesRequest, tools: ToolPlan, tool_choice: str | dict[str, Any], parallel: bool,
-    capabilities: Capabilities, mode: str = "enforce",
+    capabilities: Capabilities, mode: str = "enforce", checks: EngineChecks | None = None,
 ) -> tuple[Constraint | None, list[str]]:
     """(the constraint, degradations). `tools` and `tool_choice` are the policy's (visible names); `mode` is the
-    model's `constraints:` setting."""
+    model's `constraints:` setting; `checks` the app's cache of compiled verdicts."""
+    checks = checks if checks is not None else EngineChecks()
     degradations: list[str] = []
-    grammars = _custom_grammars(request.tools)  # every declared grammar is checked, forced or not
-    calls = _forced_calls(request, tools, tool_choice)
+    grammars = _custom_grammars(request.tools, checks)  # every declared grammar is checked, forced or not
+    calls = _forced_calls(request, tools, tool_choice, checks)
     if calls:
         if capabilities.constrains_calls and mode != "off":
-            inputs = _input_grammars(calls, tools, grammars, mode, degradations)
+            inputs = _input_grammars(calls, tools, grammars, mode, degradations, checks)
             return Constraint(calls=calls, inputs=inputs, parallel=parallel,
                               max_calls=request.max_tool_calls), degradations
         degradations.append(_unenforced("tool_choice", mode))
-    schema = _answer_schema(request)
+    schema = _answer_schema(request, checks)
     if schema is None:
         return None, degradations
     if not capabilities.constrains_json or mode == "off":
@@ -55,7 +86,7 @@ def _unenforced(param: str, mode: str) -> str:
     return f"constraint:{param}:ignore"
 
 
-def _answer_schema(request: ResponsesRequest) -> dict[str, Any] | None:
+def _answer_schema(request: ResponsesRequest, checks: EngineChecks) -> dict[str, Any] | None:
     fmt = request.text.format if request.text is not None else {}
     kind = fmt.get("type")
     if kind == "json_object":
@@ -65,14 +96,14 @@ def _answer_schema(request: ResponsesRequest) -> dict[str, Any] | None:
     schema = fmt.get("schema")
     if not isinstance(schema, dict):
         raise InvalidRequest("text.format.schema must be a JSON Schema object.", param="text.format.schema")
-    problem = schema_problem(json.dumps(schema, sort_keys=True))
+    problem = checks.schema(json.dumps(schema, sort_keys=True))
     if problem:
         raise InvalidRequest(f"text.format.schema cannot be enforced: {problem}", param="text.format.schema")
     return schema
 
 
 def _forced_calls(
-    request: ResponsesRequest, tools: ToolPlan, tool_choice: str | dict[str, Any]
+    request: ResponsesRequest, tools: ToolPlan, tool_choice: str | dict[str, Any], checks: EngineChecks
 ) -> dict[str, dict[str, Any]]:
     """Visible tool name -> arguments schema, for the tools a forced call may go to ({} when none is forced)."""
     if tool_choice == "required":
@@ -85,7 +116,7 @@ def _forced_calls(
     calls: dict[str, dict[str, Any]] = {}
     for spec in chosen:
         schema = spec.parameters
-        problem = schema_problem(json.dumps(schema, sort_keys=True))
+        problem = checks.schema(json.dumps(schema, sort_keys=True))
         if problem:
             index, is_strict = strict.get(spec.name, (None, False))
             if is_strict and index is not None:
@@ -103,7 +134,7 @@ class _Declared:
         self.param, self.syntax, self.definition = param, syntax, definition
 
 
-def _custom_grammars(tools: list[Tool], base: str = "tools", namespace: str | None = None,
+def _custom_grammars(tools: list[Tool], checks: EngineChecks, base: str = "tools", namespace: str | None = None,
                      ) -> dict[tuple[str | None, str], _Declared]:
     """(namespace, name) -> declared grammar, for every custom tool with a grammar format; a grammar the engine
     cannot compile is a 400 naming its definition."""
@@ -111,7 +142,7 @@ def _custom_grammars(tools: list[Tool], base: str = "tools", namespace: str | No
     for index, tool in enumerate(tools):
         param = f"{base}[{index}]"
         if isinstance(tool, NamespaceTool):
-            found.update(_custom_grammars(tool.tools, f"{param}.tools", tool.name))
+            found.update(_custom_grammars(tool.tools, checks, f"{param}.tools", tool.name))
         if not isinstance(tool, CustomTool) or not tool.format or tool.format.get("type") != "grammar":
             continue
         syntax, definition = tool.format.get("syntax"), tool.format.get("definition")
@@ -120,7 +151,7 @@ def _custom_grammars(tools: list[Tool], base: str = "tools", namespace: str | No
         if not isinstance(definition, str) or not definition:
             raise InvalidRequest(f"{param}.format.definition must be a non-empty string.",
                                  param=f"{param}.format.definition")
-        problem = grammar_problem(syntax, definition)
+        problem = checks.grammar(syntax, definition)
         if problem:
             raise InvalidRequest(f"{param}.format.definition does not compile: {problem}",
                                  param=f"{param}.format.definition")
@@ -129,7 +160,7 @@ def _custom_grammars(tools: list[Tool], base: str = "tools", namespace: str | No
 
 
 def _input_grammars(calls: dict[str, dict[str, Any]], tools: ToolPlan, grammars: dict[tuple[str | None, str], _Declared],
-                    mode: str, degradations: list[str]) -> dict[str, InputGrammar]:
+                    mode: str, degradations: list[str], checks: EngineChecks) -> dict[str, InputGrammar]:
     """Visible name -> the grammar its wrapped `input` string must match, for the forced custom tools."""
     inputs: dict[str, InputGrammar] = {}
     for number, name in enumerate(calls):
@@ -140,7 +171,7 @@ def _input_grammars(calls: dict[str, dict[str, Any]], tools: ToolPlan, grammars:
         prefix = f"G{number}"
         try:
             rules = escaped_grammar(declared.definition, declared.syntax, prefix)
-            problem = grammar_problem("lark", f"start: {start_name(prefix)}\n{rules}")
+            problem = checks.grammar("lark", f"start: {start_name(prefix)}\n{rules}")
         except GrammarError as exc:
             problem = str(exc)
         if problem:  # e.g. a recursive grammar: not regular, so not one lexeme

@@ -18,6 +18,7 @@ import structlog
 from gateway.adapters import WorkerPool, build_adapter
 from gateway.adapters.base import Adapter
 from gateway.config import GatewayConfig, ModelSpec
+from gateway.constraints import EngineChecks
 from gateway.errors import GatewayError, ServiceUnavailable
 
 __all__ = ["Lease", "ReloadResult", "Runtime", "Snapshot"]
@@ -74,6 +75,7 @@ class Runtime:
         drain_seconds: float = 300.0,
     ) -> None:
         self.pool = WorkerPool(config.mlx)  # shared by every mlx model: load caps, eviction, idle unload
+        self.checks = EngineChecks()  # grammar and schema verdicts, shared by every request
         self._factory = adapter_factory or (lambda spec: build_adapter(spec, self.pool))
         self._drain_seconds = drain_seconds
         self._leases: dict[int, int] = {}

@@ -11,7 +11,7 @@ from msgspec import Struct
 from gateway.adapters.base import Adapter, GenerationRequest
 from gateway.assemble import Assembler
 from gateway.config import GatewayConfig, ModelSpec
-from gateway.constraints import plan_constraint
+from gateway.constraints import EngineChecks, plan_constraint
 from gateway.conversation import build_messages
 from gateway.errors import GatewayError, InvalidRequest, ModelUnavailable
 from gateway.ids import new_id, now
@@ -85,9 +85,11 @@ def prepare_response(
     history: list[InputItem] | None = None,
     stop: list[str] | None = None,
     ids: Callable[[str], str] = new_id,
+    checks: EngineChecks | None = None,
 ) -> Prepared:
     """`request` has its item references resolved and `history` is its chain (both from `turn.open_turn`);
-    `ids` makes the response and output item ids (the store puts its chain tag in them)."""
+    `ids` makes the response and output item ids (the store puts its chain tag in them); `checks` is the app's
+    cache of grammar and schema verdicts."""
     if len(request.input) > config.server.max_input_items:
         raise InvalidRequest(
             f"Too many input items: {len(request.input)} (this gateway accepts {config.server.max_input_items}).",
@@ -110,7 +112,8 @@ def prepare_response(
         request.instructions, plan.items, system_notes=plan.notes, namer=plan.tools.visible_name
     )
     constraint, degradations = plan_constraint(
-        request, plan.tools, plan.tool_choice, plan.parallel_tool_calls, adapter.capabilities, model.constraints
+        request, plan.tools, plan.tool_choice, plan.parallel_tool_calls, adapter.capabilities, model.constraints,
+        checks,
     )
     plan.degradations += degradations
     response = response_skeleton(request, model, ids("resp"))

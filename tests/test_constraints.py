@@ -73,3 +73,39 @@ def test_the_manifest_setting_is_checked() -> None:
 
     with pytest.raises(ConfigError, match=r"constraints"):
         make_config("models: [{name: m, adapter: scripted, constraints: sometimes}]")
+
+
+def test_engine_verdicts_are_computed_once_per_app_and_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Codex declares the same apply_patch grammar on every request: the engine checks it once."""
+    import gateway.constraints as constraints
+
+    calls: list[str] = []
+    real = constraints.grammar_problem
+
+    def counted(syntax: str, definition: str) -> str:
+        calls.append(definition)
+        return real(syntax, definition)
+
+    monkeypatch.setattr(constraints, "grammar_problem", counted)
+    checks = constraints.EngineChecks(size=2)
+    good, bad = 'start: "a"+', "start: ("
+    assert [checks.grammar("lark", good) for _ in range(3)] == ["", "", ""]
+    assert checks.grammar("lark", bad) != "" and checks.grammar("lark", bad) == real("lark", bad)
+    assert calls == [good, bad]
+    checks.grammar("regex", "a+")  # a third verdict: the least recently used one (good) goes
+    checks.grammar("lark", good)
+    assert calls == [good, bad, "a+", good]
+
+
+def test_one_app_checks_a_repeated_tool_grammar_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    import gateway.constraints as constraints
+
+    calls: list[str] = []
+    real = constraints.grammar_problem
+    monkeypatch.setattr(constraints, "grammar_problem", lambda s, d: calls.append(d) or real(s, d))
+    tool = {"type": "custom", "name": "patch", "format": {"type": "grammar", "syntax": "lark", "definition": 'start: "x"'}}
+    with TestClient(create_app(make_config())) as client:
+        for _ in range(3):
+            answer = client.post("/v1/responses", json={"model": "scripted", "input": "hi", "tools": [tool]})
+            assert answer.status_code == 200, answer.text
+    assert calls == ['start: "x"']

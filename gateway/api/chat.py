@@ -21,11 +21,13 @@ __all__ = ["CHAT_ROUTES"]
 
 @post("/v1/chat/completions", status_code=200, opt={ACCESS: Access.CLIENT})
 async def chat_completions(request: Request[Any, Any, Any]) -> HttpResponse[Any]:
-    snapshot = runtime_of(request).snapshot
+    runtime = runtime_of(request)
+    snapshot = runtime.snapshot
     chat = decode_chat_request(await read_body(request))
     responses_request, stop = to_responses_request(chat)
     def plan() -> Prepared:
-        return prepare_response(snapshot.config, snapshot.adapters, responses_request, request.headers, stop=stop)
+        return prepare_response(snapshot.config, snapshot.adapters, responses_request, request.headers, stop=stop,
+                                checks=runtime.checks)
 
     prepared = plan()
     authorize(request, prepared)

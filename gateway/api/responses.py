@@ -56,14 +56,16 @@ async def count_input_tokens(request: Request[Any, Any, Any]) -> HttpResponse[An
 async def _prepare(request: Request[Any, Any, Any], body: ResponsesRequest) -> tuple[Turn, Prepared]:
     """The stored chain, conversation and item references the caller may read, then the model, policies and
     conversation for the generation; authorized before anything can make a model load."""
-    snapshot = runtime_of(request).snapshot  # this request keeps it to the end, whatever a reload does
+    runtime = runtime_of(request)
+    snapshot = runtime.snapshot  # this request keeps it to the end, whatever a reload does
     caller = caller_of(request)
     turn = await open_turn(store_of(request), body, lambda model: caller.may_read(model, snapshot.config),
                            caller.owner)
 
     def plan() -> Prepared:
         return prepare_response(
-            snapshot.config, snapshot.adapters, turn.request, request.headers, history=turn.history, ids=turn.ids
+            snapshot.config, snapshot.adapters, turn.request, request.headers, history=turn.history, ids=turn.ids,
+            checks=runtime.checks,
         )
 
     prepared = plan()
