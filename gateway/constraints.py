@@ -73,10 +73,49 @@ def plan_constraint(
         degradations.append(_unenforced("tool_choice", mode))
     schema = _answer_schema(request, checks)
     if schema is None:
-        return None, degradations
+        guarded, more = _guarded_calls(request, tools, tool_choice, grammars, parallel, capabilities, mode, checks)
+        return guarded, [*degradations, *more]
     if not capabilities.constrains_json or mode == "off":
         return None, [*degradations, _unenforced("text.format", mode)]
     return Constraint(schema=schema), degradations
+
+
+def _guarded_calls(
+    request: ResponsesRequest, tools: ToolPlan, tool_choice: str | dict[str, Any],
+    grammars: dict[tuple[str | None, str], _Declared], parallel: bool, capabilities: Capabilities, mode: str,
+    checks: EngineChecks,
+) -> tuple[Constraint | None, list[str]]:
+    """tool_choice "auto" with strict functions or grammar-constrained custom tools: the model may answer in text or
+    call any tool, and a call it makes to one of those is held to its schema or grammar (JSON arguments for the
+    others). Never a 400 (the request forces nothing); a model that cannot enforce it says so."""
+    if tool_choice != "auto" or not tools.specs:
+        return None, []
+    strict = {t.name for t in request.tools if isinstance(t, FunctionTool) and t.strict}
+    guarded: dict[str, dict[str, Any]] = {}
+    for spec in tools.specs:
+        route = tools.routes.get(spec.name)
+        if route is None:
+            continue
+        if route.custom and (route.namespace, route.name) in grammars:
+            guarded[spec.name] = spec.parameters
+        elif not route.custom and route.namespace is None and route.name in strict:
+            if not checks.schema(json.dumps(spec.parameters, sort_keys=True)):  # one it cannot take stays free
+                guarded[spec.name] = spec.parameters
+    if not guarded:
+        return None, []
+    if not capabilities.constrains_calls or mode == "off":
+        return None, ["constraint:tools:ignore"]
+    # Once calls are held at all, each one is held to its schema, as a forced call is (any JSON object where the
+    # engine cannot take the schema).
+    calls = {spec.name: guarded.get(spec.name) or _usable(spec.parameters, checks) for spec in tools.specs}
+    degradations: list[str] = []
+    inputs = _input_grammars(calls, tools, grammars, "enforce", degradations, checks)
+    return Constraint(calls=calls, inputs=inputs, optional=True, parallel=parallel,
+                      max_calls=request.max_tool_calls), degradations
+
+
+def _usable(schema: dict[str, Any], checks: EngineChecks) -> dict[str, Any]:
+    return ANY_OBJECT if checks.schema(json.dumps(schema, sort_keys=True)) else schema
 
 
 def _unenforced(param: str, mode: str) -> str:

@@ -109,3 +109,17 @@ def test_one_app_checks_a_repeated_tool_grammar_once(monkeypatch: pytest.MonkeyP
             answer = client.post("/v1/responses", json={"model": "scripted", "input": "hi", "tools": [tool]})
             assert answer.status_code == 200, answer.text
     assert calls == ['start: "x"']
+
+
+def test_guarded_calls_under_auto_are_said_unenforced_where_the_model_cannot(http: TestClient) -> None:
+    """tool_choice auto with a strict function on a model that cannot hold calls: answered, never a 400 (nothing is
+    forced), and said so."""
+    strict = {"type": "function", "name": "f", "strict": True,
+              "parameters": {"type": "object", "properties": {}, "additionalProperties": False}}
+    loose = {**strict, "strict": False}
+    for model in ("plain", "picky"):
+        answer = http.post("/v1/responses", json={"model": model, "input": "hi", "tools": [strict]})
+        assert answer.status_code == 200, answer.text
+        assert answer.headers["x-gateway-degraded"] == "constraint:tools:ignore"
+    answer = http.post("/v1/responses", json={"model": "plain", "input": "hi", "tools": [loose]})
+    assert "x-gateway-degraded" not in answer.headers  # nothing asked to be held

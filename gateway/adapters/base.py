@@ -78,6 +78,7 @@ class Constraint(Struct, kw_only=True, frozen=True):
     inputs: dict[str, InputGrammar] = {}
     parallel: bool = True  # more than one call allowed
     max_calls: int | None = None  # at most this many calls (max_tool_calls)
+    optional: bool = False  # text, or text then calls (tool_choice "auto"): only the calls are held to `calls`
 
 
 class GenerationRequest(Struct, kw_only=True):

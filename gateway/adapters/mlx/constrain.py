@@ -46,9 +46,12 @@ class Constraints:
         self._tokenizer: Any = None
         self._compiled: OrderedDict[str, Any] = OrderedDict()
 
-    def processor(self, constraint: Constraint, prompt_length: int, thinking: bool) -> Callable[[Any, Any], Any]:
+    def processor(self, constraint: Constraint, prompt_length: int, thinking: bool) -> Callable[[Any, Any], Any] | None:
         """A logits processor enforcing `constraint` from the first generated token (after the open think block
-        when `thinking`)."""
+        when `thinking`); None for optional calls whose opening marker is plain text (free text could then write
+        it, and the calls after it would go unchecked: they are left to the parser as without a constraint)."""
+        if constraint.optional and (self._parser not in CALL_GRAMMARS or not self._special("<tool_call>")):
+            return None
         grammar = self.grammar(constraint, thinking)
         matcher = self._matcher(grammar)
         return _Processor(matcher, prompt_length, self._eos())
@@ -56,6 +59,9 @@ class Constraints:
     def grammar(self, constraint: Constraint, thinking: bool) -> str:
         if constraint.calls:
             body = self._calls(constraint)
+            if constraint.optional:  # text, then perhaps calls: the special token that opens a call switches over
+                first, _, rules = body.partition("\n")
+                body = f"/(?s:.*)/ ({first})?\n{rules}"
         else:
             body = "answer\nanswer: %json " + json.dumps(_compact(constraint.schema or {"type": "object"}))
         start = "start: " + (f"/(?s:.*)/ {self._token(self._think_end)} " if thinking and self._think_end else "")
@@ -88,10 +94,14 @@ class Constraints:
     def _token(self, text: str | None) -> str:
         """A marker as the grammar names it: the special token when it is one, else its text."""
         assert text is not None
+        special = self._special(text)
+        return f"<[{special}]>" if special is not None else json.dumps(text)
+
+    def _special(self, text: str) -> int | None:
         ids = self._hf.encode(text, add_special_tokens=False)
         if len(ids) == 1 and self._llg_tokenizer().is_special_token(ids[0]):
-            return f"<[{ids[0]}]>"
-        return json.dumps(text)
+            return int(ids[0])
+        return None
 
     def _llg_tokenizer(self) -> Any:
         if self._tokenizer is None:

@@ -5,7 +5,8 @@ A logits processor leaves only the next token of a fixed script possible, then E
 Everything else (model forward, sampler, detokenizer, parsers) runs for real, which is
 how tests drive reasoning, tool calls and multi-byte text through real generation.
 `\\x1f` in the text splits tokenization, so a marker can be forced as several tokens; a piece `\\x1dXX`
-forces the single byte token of byte 0xXX (byte-level BPE tokenizers), valid UTF-8 or not.
+forces the single byte token of byte 0xXX (byte-level BPE tokenizers), valid UTF-8 or not. A text ending in
+`\\x1e` is a prefix: after it the model goes on by itself (with whatever constraint the request carries).
 Only built when a manifest sets `testing`; production requests never reach this module.
 """
 
@@ -17,28 +18,34 @@ from typing import Any
 from gateway.adapters.base import GenerationRequest
 from gateway.adapters.mlx import mlxlm
 
-__all__ = ["BYTE", "SPLIT", "distinct_processor", "forced_tokens", "forcing_processor"]
+__all__ = ["BYTE", "FREE", "SPLIT", "distinct_processor", "forced_tokens", "forcing_processor"]
 
 SPLIT = "\x1f"
 BYTE = "\x1d"  # a piece "\x1dFF" (between SPLITs) forces the byte-level BPE token of byte 0xFF
+FREE = "\x1e"  # at the end of the text: force it as a prefix, then leave the model free
 
 
-def forced_tokens(tokenizer: Any, request: GenerationRequest) -> list[int]:
+def forced_tokens(tokenizer: Any, request: GenerationRequest) -> tuple[list[int], bool]:
+    """(the tokens to force, whether the model is free after them rather than made to stop)."""
     text = next((m.content for m in reversed(request.messages) if m.role == "user"), "")
+    free = text.endswith(FREE)
+    text = text.removesuffix(FREE)
     ids: list[int] = []
     for piece in text.split(SPLIT):
         if piece.startswith(BYTE) and len(piece) == 3:  # one byte-level token, e.g. an invalid UTF-8 byte
             ids.append(tokenizer.convert_tokens_to_ids(mlxlm.byte_level_char(int(piece[1:], 16))))
         else:
             ids += tokenizer.encode(piece, add_special_tokens=False)
-    return ids
+    return ids, free
 
 
-def forcing_processor(script: list[int], prompt_length: int, eos: int) -> Callable[[Any, Any], Any]:
+def forcing_processor(script: list[int], prompt_length: int, eos: int, free: bool = False) -> Callable[[Any, Any], Any]:
     import mlx.core as mx
 
     def force(tokens: Any, logits: Any) -> Any:
         step = tokens.size - prompt_length  # mlx-lm passes prompt + generated tokens
+        if free and step >= len(script):
+            return logits
         target = script[step] if 0 <= step < len(script) else eos
         allowed = mx.arange(logits.shape[-1]) == target
         return mx.where(allowed, mx.zeros_like(logits), mx.full(logits.shape, -1e9, dtype=logits.dtype))

@@ -72,7 +72,8 @@ class Slot:
         if request.constraint is not None and constraints is not None:
             thinking = model.initial_state(self.prompt) == "reasoning"
             enforce = constraints.processor(request.constraint, len(self.prompt), thinking)
-            self.processors = [*(self.processors or []), enforce]  # last: it sees what the others left
+            if enforce is not None:
+                self.processors = [*(self.processors or []), enforce]  # last: it sees what the others left
         self.cached = 0  # prompt tokens served from the prefix cache
         self.prefilled = 0  # prompt tokens computed so far (after the cached ones)
         self.uid: int | None = None  # the batch generator's id while in the batch
@@ -100,5 +101,6 @@ def _testing_processors(
         processors.append(distinct_processor(prompt_length))
     if testing.force == "last_user":
         eos = model.tokenizer.eos_token_id if model.tokenizer.eos_token_id is not None else min(model.eos)
-        processors.append(forcing_processor(forced_tokens(model.tokenizer, request), prompt_length, eos))
+        script, free = forced_tokens(model.tokenizer, request)
+        processors.append(forcing_processor(script, prompt_length, eos, free))
     return processors

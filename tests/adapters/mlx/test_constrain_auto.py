@@ -1,0 +1,83 @@
+"""tool_choice "auto" with a strict function or a grammar-constrained custom tool: the model may answer in text or
+call, and a call it makes is held to the schema or grammar. The random dummy model is steered into a call by the
+test hook (`force: last_user` with a prefix ending in \\x1e: the call's opening is forced, the arguments are the
+model's own, sampled under the constraint), 50 times per case through HTTP and the real worker."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+
+from gateway.config import parse_config
+from tests.adapters.mlx.test_constrain import MOVE, READ, TOOLS, many
+from tests.conftest import serve
+
+pytestmark = pytest.mark.mlx
+
+COLOURS = {"type": "custom", "name": "paint", "description": "Paint with one colour.",
+           "format": {"type": "grammar", "syntax": "regex", "definition": "(red|green|blue)( please)?"}}
+
+
+@pytest.fixture(scope="module")
+def base(mlx_cache: Path) -> Iterator[str]:
+    manifest = f"""
+mlx: {{cache_dir: {json.dumps(str(mlx_cache))}}}
+models:
+  - {{name: tiny, adapter: mlx, source: dummy, prefix_cache_mb: 0, max_batch: 8, testing: {{force: last_user}}}}
+"""
+    with serve(parse_config(manifest)) as url:
+        yield url
+
+
+def opening(name: str) -> str:
+    """The forced start of a call in the dummy's format (json_tools); the model writes the rest."""
+    return '<tool_call>\x1f\n{"name": "' + name + '", "arguments": \x1e'
+
+
+def only_call(answer: dict[str, Any], kind: str = "function_call") -> dict[str, Any]:
+    assert answer["status"] == "completed", answer
+    (call,) = [item for item in answer["output"] if item["type"] != "reasoning"]
+    assert call["type"] == kind, answer
+    return call
+
+
+def test_a_strict_function_called_under_auto_has_schema_valid_arguments(base: str) -> None:
+    answers = many(base, {"input": opening("read_file"), "tools": TOOLS, "parallel_tool_calls": False})
+    for answer in answers:
+        call = only_call(answer)
+        assert call["name"] == "read_file"
+        jsonschema.validate(json.loads(call["arguments"]), READ)
+
+
+def test_a_non_strict_function_beside_a_strict_one_is_held_to_its_schema_too(base: str) -> None:
+    # Once calls are constrained at all, every call gets its schema, as under tool_choice "required".
+    answers = many(base, {"input": opening("move"), "tools": TOOLS, "parallel_tool_calls": False})
+    for answer in answers:
+        call = only_call(answer)
+        assert call["name"] == "move"
+        jsonschema.validate(json.loads(call["arguments"]), MOVE)
+
+
+def test_a_grammar_tool_called_under_auto_matches_its_grammar(base: str) -> None:
+    answers = many(base, {"input": opening("paint"), "tools": [COLOURS], "parallel_tool_calls": False},
+                   degraded="tool:paint:wrap")  # the model sees the custom tool as a one-string function
+    seen = set()
+    for answer in answers:
+        call = only_call(answer, "custom_tool_call")
+        assert call["name"] == "paint" and re.fullmatch(r"(red|green|blue)( please)?", call["input"]), call
+        seen.add(call["input"])
+    assert len(seen) > 1  # the model chose among the grammar's strings, not one forced answer
+
+
+def test_text_stays_free_under_auto(base: str) -> None:
+    text = "Just words, no call."
+    for answer in many(base, {"input": text, "tools": TOOLS}, runs=8):
+        assert answer["status"] == "completed"
+        assert answer["output"][-1]["type"] == "message"
+        assert answer["output"][-1]["content"][0]["text"] == text
