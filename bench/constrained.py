@@ -1,8 +1,12 @@
 """Constrained decoding's cost: decode speed with a constraint ÷ without, and grammar compile time.
 
-Each pair sends the same requests twice to one gateway (tiny and small dummy models; `--concurrency` requests at
-once, so they share a batch; the order alternating): once constrained (a JSON schema through `text.format`, or Codex's apply_patch grammar through
-a forced custom-tool call) and once without (the same prompt, the same tools, `tool_choice: auto`, no format).
+Each pair sends the same requests twice (tiny and small dummy models; `--concurrency` requests at once, so they
+share a batch; the order alternating): once constrained (a JSON schema through `text.format`; Codex's apply_patch
+grammar through a forced custom-tool call; or the same tool under `tool_choice: auto`, where the answer is free text
+and only a call would be held) and once without (the same prompt, the same tools, `tool_choice: auto`, no format).
+The schema case compares on one gateway (the same worker); with the grammar tool declared, `tool_choice: auto` is
+held too, so the free side of the two tool cases goes to a second gateway serving the same models with
+`constraints: off` (same weights, same prompt, its own worker).
 Greedy decoding on both sides; the schema (a title of at least 1,000 characters) and the grammar cannot end within
 the budget, and prompts whose free answer ends early (a random model's EOS) are skipped, so both sides of every
 kept pair write exactly `--tokens` tokens per request (checked; skipped attempts are in the raw file). Speed is
@@ -39,11 +43,14 @@ APPLY_PATCH = json.loads((common.ROOT / "tests" / "fixtures" / "codex_apply_patc
 NOTES = {"type": "object", "properties": {"title": {"type": "string", "minLength": 1000},
                                           "notes": {"type": "array", "items": {"type": "string"}}},
          "required": ["title", "notes"], "additionalProperties": False}
+# case -> (constrained side's fields, free side's fields, the gateway the free side goes to)
 CASES = {
     "json_schema": ({"text": {"format": {"type": "json_schema", "name": "notes", "schema": NOTES, "strict": True}}},
-                    {}),
+                    {}, "held"),
     "apply_patch": ({"tools": [APPLY_PATCH], "tool_choice": {"type": "custom", "name": "apply_patch"}},
-                    {"tools": [APPLY_PATCH], "tool_choice": "auto"}),
+                    {"tools": [APPLY_PATCH], "tool_choice": "auto"}, "off"),
+    # Every Codex turn: apply_patch declared, tool_choice auto. Text stays free; a call would be held to the grammar.
+    "auto": ({"tools": [APPLY_PATCH], "tool_choice": "auto"}, {"tools": [APPLY_PATCH], "tool_choice": "auto"}, "off"),
 }
 
 
@@ -63,11 +70,14 @@ def side_run(http: httpx.Client, base: str, bodies: list[dict[str, Any]]) -> tup
     return time.perf_counter() - began, counts
 
 
-def speed_pairs(base: str, model: str, case: str, args: argparse.Namespace, results: common.Results) -> list[float]:
-    constrained, free = CASES[case]
+def speed_pairs(bases: dict[str, str], model: str, case: str, args: argparse.Namespace,
+                results: common.Results) -> list[float]:
+    constrained, free, free_gateway = CASES[case]
+    sides_at = {"constrained": bases["held"], "free": bases[free_gateway]}
     ratios = []
     with httpx.Client(timeout=300, limits=httpx.Limits(max_connections=args.concurrency)) as http:
-        timed(http, base, {"model": model, "input": "warm up", "max_output_tokens": 8, **constrained})
+        for side, extra in (("constrained", constrained), ("free", free)):
+            timed(http, sides_at[side], {"model": model, "input": "warm up", "max_output_tokens": 8, **extra})
         index = 0
         for attempt in range(args.pairs * 6):  # prompts whose free greedy answer ends early are skipped
             if len(ratios) == args.pairs:
@@ -80,8 +90,8 @@ def speed_pairs(base: str, model: str, case: str, args: argparse.Namespace, resu
                 sides.reverse()
             measured: dict[str, tuple[float, list[int]]] = {}
             for side, extra in sides:  # each side's own first line: neither reuses the other's prompt
-                measured[side] = side_run(http, base, [{**body, **extra, "input": f"{side}: {body['input']}"}
-                                                       for body in bodies])
+                measured[side] = side_run(http, sides_at[side], [{**body, **extra, "input": f"{side}: {body['input']}"}
+                                                              for body in bodies])
             full = all(count == args.tokens for _, counts in measured.values() for count in counts)
             ratio = (measured["free"][0] / measured["constrained"][0]) if full else None
             results.write(kind="pair", model=model, case=case, concurrency=args.concurrency, attempt=attempt,
@@ -111,6 +121,7 @@ def compile_times(path: Path, results: common.Results, model: str) -> dict[str, 
     for name, constraint in {
         "json_schema": Constraint(schema=NOTES),
         "apply_patch": Constraint(calls={"apply_patch": {}}, inputs={"apply_patch": patch}, parallel=False),
+        "auto": Constraint(calls={"apply_patch": {}}, inputs={"apply_patch": patch}, optional=True),
     }.items():
         grammar = constraints.grammar(constraint, thinking=False)
         began = time.perf_counter()
@@ -139,10 +150,11 @@ def main() -> None:
         models = {name: common.build_model(name, Path(folder)) for name in ("tiny", "small")}
         blas = common.blas_setups(None)[0]
         compiled = {name: compile_times(path, results, name) for name, path in models.items()}
-        with common.gateway(models, blas) as base:  # prefix cache on: both sides reuse the shared tools prefix
+        # Prefix cache on: each side reuses the shared tools prefix on its own gateway.
+        with common.gateway(models, blas) as held, common.gateway(models, blas, constraints="off") as free:
             for model in models:
                 for case in CASES:
-                    ratios = speed_pairs(base, model, case, args, results)
+                    ratios = speed_pairs({"held": held, "off": free}, model, case, args, results)
                     rows.append([model, case, f"{len(ratios)}/{args.pairs}", common.fmt_spread(ratios),
                                  f"{compiled[model][f'{case}_cold_ms']:.1f}",
                                  f"{compiled[model][f'{case}_cached_ms']:.3f}"])
