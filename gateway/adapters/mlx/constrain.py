@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
@@ -48,9 +49,8 @@ class Constraints:
 
     def processor(self, constraint: Constraint, prompt_length: int, thinking: bool) -> Callable[[Any, Any], Any] | None:
         """A logits processor enforcing `constraint` from the first generated token (after the open think block
-        when `thinking`); None for optional calls whose opening marker is plain text (free text could then write
-        it, and the calls after it would go unchecked: they are left to the parser as without a constraint)."""
-        if constraint.optional and (self._parser not in CALL_GRAMMARS or not self._special("<tool_call>")):
+        when `thinking`); None for optional calls in a call format with no grammar here (left to the parser)."""
+        if constraint.optional and self._parser not in CALL_GRAMMARS:
             return None
         grammar = self.grammar(constraint, thinking)
         matcher = self._matcher(grammar)
@@ -59,9 +59,8 @@ class Constraints:
     def grammar(self, constraint: Constraint, thinking: bool) -> str:
         if constraint.calls:
             body = self._calls(constraint)
-            if constraint.optional:  # text, then perhaps calls: the special token that opens a call switches over
-                first, _, rules = body.partition("\n")
-                body = f"/(?s:.*)/ ({first})?\n{rules}"
+            if constraint.optional:  # text, then perhaps calls: the marker that opens a call switches over
+                body = self._text_or_calls(body)
         else:
             body = "answer\nanswer: %json " + json.dumps(_compact(constraint.schema or {"type": "object"}))
         start = "start: " + (f"/(?s:.*)/ {self._token(self._think_end)} " if thinking and self._think_end else "")
@@ -89,6 +88,23 @@ class Constraints:
             f'call: {self._token("<tool_call>")} "\\n" body "\\n" {self._token("</tool_call>")}',
             "body: " + " | ".join(f"tool{i}" for i in range(len(constraint.calls))),
             *rules,
+        ])
+
+    def _text_or_calls(self, calls: str) -> str:
+        """Free text, then perhaps the calls. A special-token opener cannot be written as text, so after any text it
+        switches to a call. A plain-text one (Qwen's `<tool_call>` is an ordinary added token) must be kept out of
+        the text: a text-only answer never contains it (FREE_TEXT), and text that reaches it (OPENED, one lexeme
+        ending at its first occurrence) goes on as a held call."""
+        first, _, rules = calls.partition("\n")
+        if self._special("<tool_call>") is not None:
+            return f"(/(?s:.*)/ ({first})?)\n{rules}"
+        opener = re.escape("<tool_call>")
+        return "\n".join([
+            f"(FREE_TEXT | OPENED {first.replace('call', 'opened_call', 1)})",
+            rules,
+            f'opened_call: "\\n" body "\\n" {self._token("</tool_call>")}',
+            f"FREE_TEXT: /(?s:.*)/ & ~/(?s:.*{opener}.*)/",
+            f"OPENED: /(?s:.*{opener})/ & ~/(?s:.*{opener}.+)/",
         ])
 
     def _token(self, text: str | None) -> str:

@@ -81,3 +81,36 @@ def test_text_stays_free_under_auto(base: str) -> None:
         assert answer["status"] == "completed"
         assert answer["output"][-1]["type"] == "message"
         assert answer["output"][-1]["content"][0]["text"] == text
+
+
+def test_a_plain_text_call_opener_is_kept_out_of_free_text() -> None:
+    """Where `<tool_call>` is ordinary text (Qwen's tokenizers: an added, non-special token), free text may not
+    contain it: writing it starts a call that is held. One token per byte here, so the opener is plain text."""
+    import llguidance
+    import numpy as np
+
+    from gateway.adapters.base import Constraint
+    from gateway.adapters.mlx.constrain import Constraints
+    from tests.adapters.mlx.test_constrain import SCHEMAS
+
+    class Bytes:
+        def encode(self, text: str, add_special_tokens: bool = False) -> list[int]:
+            return list(text.encode())
+
+    constraints = Constraints(Bytes(), "json_tools", None)
+    tokenizer = constraints._tokenizer = llguidance.LLTokenizer("byte")
+    grammar = constraints.grammar(Constraint(calls=SCHEMAS, optional=True, parallel=False), thinking=False)
+
+    def matcher(text: str) -> llguidance.LLMatcher:
+        held = llguidance.LLMatcher(tokenizer, llguidance.grammar_from("lark", grammar), log_level=0)
+        assert held.consume_tokens(tokenizer.tokenize_str(text)), held.get_error()
+        return held
+
+    def allowed(held: llguidance.LLMatcher) -> set[str]:
+        bits = np.unpackbits(np.frombuffer(held.compute_bitmask(), dtype=np.uint8), bitorder="little")
+        return {chr(i) for i in range(128) if bits[i]}
+
+    assert matcher("Plain text, with < and tool_call in it.").is_accepting()  # text alone may end
+    assert allowed(matcher("First a word. <tool_call>\n{\"name\": \"")) == {"r", "m"}  # inside a held call
+    assert allowed(matcher("Text <tool_call>")) == {"\n"}  # the opener is not text: the call's form follows
+    assert {"l", "x"} <= allowed(matcher("Text <tool_cal"))  # until it is complete, the text is free
