@@ -47,21 +47,14 @@ def only_call(answer: dict[str, Any], kind: str = "function_call") -> dict[str, 
     return call
 
 
-def test_a_strict_function_called_under_auto_has_schema_valid_arguments(base: str) -> None:
-    answers = many(base, {"input": opening("read_file"), "tools": TOOLS, "parallel_tool_calls": False})
+# read_file is strict; move is not, but once calls are held at all every call gets its schema, as under "required".
+@pytest.mark.parametrize(("name", "schema"), [("read_file", READ), ("move", MOVE)])
+def test_a_function_called_under_auto_has_schema_valid_arguments(base: str, name: str, schema: dict[str, Any]) -> None:
+    answers = many(base, {"input": opening(name), "tools": TOOLS, "parallel_tool_calls": False})
     for answer in answers:
         call = only_call(answer)
-        assert call["name"] == "read_file"
-        jsonschema.validate(json.loads(call["arguments"]), READ)
-
-
-def test_a_non_strict_function_beside_a_strict_one_is_held_to_its_schema_too(base: str) -> None:
-    # Once calls are constrained at all, every call gets its schema, as under tool_choice "required".
-    answers = many(base, {"input": opening("move"), "tools": TOOLS, "parallel_tool_calls": False})
-    for answer in answers:
-        call = only_call(answer)
-        assert call["name"] == "move"
-        jsonschema.validate(json.loads(call["arguments"]), MOVE)
+        assert call["name"] == name
+        jsonschema.validate(json.loads(call["arguments"]), schema)
 
 
 def test_a_grammar_tool_called_under_auto_matches_its_grammar(base: str) -> None:
