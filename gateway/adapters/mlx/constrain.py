@@ -63,8 +63,19 @@ class Constraints:
                 body = self._text_or_calls(body)
         else:
             body = "answer\nanswer: %json " + json.dumps(_compact(constraint.schema or {"type": "object"}))
-        start = "start: " + (f"/(?s:.*)/ {self._token(self._think_end)} " if thinking and self._think_end else "")
-        return start + body
+        if not (thinking and self._think_end):
+            return "start: " + body
+        think_end = self._token(self._think_end)
+        if not constraint.optional:
+            return f"start: /(?s:.*)/ {think_end} {body}"
+        # Held calls force nothing, not even the end of the think block: the model may stop while thinking.
+        first, _, rules = body.partition("\n")
+        if think_end.startswith("<["):  # a special token: thinking text cannot write it
+            return f"start: /(?s:.*)/ ({think_end} {first})?\n{rules}"
+        marker = _in_regex(self._think_end)
+        return "\n".join([f"start: THINKING | THOUGHT {first}", rules,
+                           f"THINKING: /(?s:.*)/ & ~/(?s:.*{marker}.*)/",
+                           f"THOUGHT: /(?s:.*{marker})/ & ~/(?s:.*{marker}.+)/"])
 
     def _calls(self, constraint: Constraint) -> str:
         if self._parser not in CALL_GRAMMARS:
@@ -98,7 +109,7 @@ class Constraints:
         first, _, rules = calls.partition("\n")
         if self._special("<tool_call>") is not None:
             return f"(/(?s:.*)/ ({first})?)\n{rules}"
-        opener = re.escape("<tool_call>")
+        opener = _in_regex("<tool_call>")
         return "\n".join([
             f"(FREE_TEXT | OPENED {first.replace('call', 'opened_call', 1)})",
             rules,
@@ -146,6 +157,11 @@ class Constraints:
         else:
             self._compiled.move_to_end(grammar)
         return pristine.deep_copy()
+
+
+def _in_regex(text: str) -> str:
+    """`text` matched literally inside a Lark /regex/ (where a slash would end the literal)."""
+    return re.escape(text).replace("/", "\\/")
 
 
 def _compact(schema: dict[str, Any]) -> dict[str, Any]:

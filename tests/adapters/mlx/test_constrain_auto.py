@@ -107,3 +107,31 @@ def test_a_plain_text_call_opener_is_kept_out_of_free_text() -> None:
     assert allowed(matcher("First a word. <tool_call>\n{\"name\": \"")) == {"r", "m"}  # inside a held call
     assert allowed(matcher("Text <tool_call>")) == {"\n"}  # the opener is not text: the call's form follows
     assert {"l", "x"} <= allowed(matcher("Text <tool_cal"))  # until it is complete, the text is free
+
+
+def test_held_calls_force_nothing_inside_an_open_think_block() -> None:
+    """The model may end while still thinking (nothing is forced under auto); once the think block closes, a call it
+    writes is held. The think end and the call marker are plain text here (one token per byte)."""
+    import llguidance
+
+    from gateway.adapters.base import Constraint
+    from gateway.adapters.mlx.constrain import Constraints
+    from tests.adapters.mlx.test_constrain import SCHEMAS
+
+    class Bytes:
+        def encode(self, text: str, add_special_tokens: bool = False) -> list[int]:
+            return list(text.encode())
+
+    constraints = Constraints(Bytes(), "json_tools", "</think>")
+    tokenizer = constraints._tokenizer = llguidance.LLTokenizer("byte")
+    grammar = constraints.grammar(Constraint(calls=SCHEMAS, optional=True), thinking=True)
+
+    def matcher(text: str) -> llguidance.LLMatcher:
+        held = llguidance.LLMatcher(tokenizer, llguidance.grammar_from("lark", grammar), log_level=0)
+        assert held.consume_tokens(tokenizer.tokenize_str(text)), held.get_error()
+        return held
+
+    assert matcher("still thinking, <tool_call> is just words here").is_accepting()
+    assert matcher("thought</think>Done.").is_accepting()
+    after = matcher('thought</think>Now <tool_call>\n{"name": "')
+    assert not after.is_accepting() and not after.consume_tokens(tokenizer.tokenize_str("x"))  # held: a tool name

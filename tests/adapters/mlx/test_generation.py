@@ -28,6 +28,7 @@ def base(mlx_cache: Path) -> Iterator[str]:
 mlx: {{cache_dir: {json.dumps(str(mlx_cache))}}}
 models:
   - {{name: forced, adapter: mlx, source: dummy, testing: {{force: last_user}}}}
+  - {{name: paced, adapter: mlx, source: dummy, testing: {{force: last_user, step_delay_ms: 15}}}}
   - {{name: plain, adapter: mlx, source: dummy, context_length: 64}}
 """
     with serve(parse_config(manifest)) as url:
@@ -84,7 +85,9 @@ def test_multibyte_text_streams_without_broken_characters(base: str, mlx_cache: 
     multi_token_chars = [ch for ch in forced if len(tok.encode(ch, add_special_tokens=False).ids) > 1]
     assert len(multi_token_chars) >= 5  # these characters arrive byte by byte from the model
 
-    events = stream(base, {"model": "forced", "input": forced})
+    # Paced (15 ms a token) so that the deltas leave one by one even on a loaded machine, where a fast stream is
+    # coalesced into fewer, larger deltas.
+    events = stream(base, {"model": "paced", "input": forced})
     deltas = [e["delta"] for e in events if e["type"] == "response.output_text.delta"]
     assert len(deltas) > 5
     assert all("\ufffd" not in d for d in deltas)
