@@ -1,9 +1,12 @@
-"""Small HTTP helpers shared by the route modules: JSON responses and reading a request body."""
+"""Small HTTP helpers shared by the route modules: JSON responses, reading a request body, and noticing a client
+that leaves before its answer has started."""
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+import contextlib
+from collections.abc import Awaitable
+from typing import Any, TypeVar
 
 import msgspec
 from litestar import Request
@@ -12,7 +15,9 @@ from litestar.exceptions import HTTPException
 
 from gateway.errors import ClientDisconnected, RequestTimeout
 
-__all__ = ["json_response", "read_body"]
+__all__ = ["json_response", "read_body", "unless_client_leaves"]
+
+T = TypeVar("T")
 
 _JSON = msgspec.json.Encoder()
 
@@ -39,3 +44,29 @@ async def read_body(request: Request[Any, Any, Any]) -> bytes:
         if exc.status_code == 500 and "disconnected" in str(exc.detail):
             raise ClientDisconnected("The client disconnected while sending the request.") from None
         raise
+
+
+async def unless_client_leaves(request: Request[Any, Any, Any], work: Awaitable[T]) -> T:
+    """`work`, cancelled if the client disconnects meanwhile (then `ClientDisconnected`, logged as 499): uvicorn does
+    not cancel a handler whose client left, and Litestar watches for it only once a streamed body has started, so
+    without this a non-streaming answer (or an upstream slow to answer) would be generated for nobody. The body
+    has been read by now: the only message left to receive is the disconnect."""
+    task = asyncio.ensure_future(work)
+    watcher = asyncio.ensure_future(_disconnected(request))
+    try:
+        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watcher.cancel()
+        if not task.done():  # the client left (or this handler is being cancelled): stop the work
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+    if task.cancelled():
+        raise ClientDisconnected("The client disconnected before its answer was ready.")
+    return task.result()
+
+
+async def _disconnected(request: Request[Any, Any, Any]) -> None:
+    for _ in range(1000):  # bounded: after the body, a client can only disconnect
+        if (await request.receive())["type"] == "http.disconnect":
+            return

@@ -9,7 +9,7 @@ from litestar import Response as HttpResponse
 from litestar.response import Stream
 
 from gateway.access import ACCESS, Access
-from gateway.api.bodies import json_response, read_body
+from gateway.api.bodies import json_response, read_body, unless_client_leaves
 from gateway.api.context import authorize, new_run, runtime_of
 from gateway.chat.stream import ChunkWriter
 from gateway.chat.translate import completion_object, decode_chat_request, to_responses_request
@@ -33,13 +33,14 @@ async def chat_completions(request: Request[Any, Any, Any]) -> HttpResponse[Any]
     authorize(request, prepared)
     prepared = await settle_plan(prepared, plan)
     run = new_run(request, prepared)  # chat completions are never stored
-    await run.begin()
+    await unless_client_leaves(request, run.begin())
     completion_id = "chatcmpl-" + prepared.response.id.removeprefix("resp_")
     if chat.stream:
         include_usage = bool(chat.stream_options and chat.stream_options.include_usage)
         writer = ChunkWriter(completion_id, prepared.model.name, prepared.response.created_at, include_usage)
         return Stream(writer.stream(run.events()), media_type="text/event-stream", headers={**SSE_HEADERS, **run.headers})
-    return json_response(completion_object(await run.collect(), completion_id), headers=run.headers)
+    return json_response(completion_object(await unless_client_leaves(request, run.collect()), completion_id),
+                         headers=run.headers)
 
 
 CHAT_ROUTES = [chat_completions]

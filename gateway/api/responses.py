@@ -10,7 +10,7 @@ from litestar import Response as HttpResponse
 from litestar.response import Stream
 
 from gateway.access import ACCESS, Access, caller_of
-from gateway.api.bodies import json_response, read_body
+from gateway.api.bodies import json_response, read_body, unless_client_leaves
 from gateway.api.context import authorize, new_run, runtime_of, store_of
 from gateway.background import follow
 from gateway.normalize import decode_request
@@ -29,7 +29,7 @@ async def create_response(request: Request[Any, Any, Any]) -> HttpResponse[Any]:
     turn, prepared = await _prepare(request, decode_request(await read_body(request)))
     # 3. the run: stored as it starts, then its events
     run = new_run(request, prepared, turn)
-    await run.begin()
+    await (run.begin() if run.background else unless_client_leaves(request, run.begin()))
     if run.background:
         request.app.state.background.launch(run)
         if not prepared.request.stream:
@@ -38,7 +38,7 @@ async def create_response(request: Request[Any, Any, Any]) -> HttpResponse[Any]:
         return Stream(events, media_type="text/event-stream", headers={**SSE_HEADERS, **run.headers})
     if prepared.request.stream:
         return Stream(sse_stream(run.events()), media_type="text/event-stream", headers={**SSE_HEADERS, **run.headers})
-    return json_response(await run.collect(), headers=run.headers)
+    return json_response(await unless_client_leaves(request, run.collect()), headers=run.headers)
 
 
 @post("/v1/responses/input_tokens", status_code=200, opt={ACCESS: Access.CLIENT})

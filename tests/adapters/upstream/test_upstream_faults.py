@@ -218,3 +218,14 @@ def test_every_replica_open_is_unreachable_and_not_ready(tmp_path: Path) -> None
         assert again.status_code == 502 and "Every replica" in again.json()["error"]["message"]
         assert httpx.get(f"{front.base}/health", timeout=5).json()["models"]["gone"]["state"] == "unreachable"
         assert httpx.get(f"{front.base}/ready", timeout=5).status_code == 503
+
+
+@API
+def test_a_client_that_leaves_a_non_streaming_request_closes_the_upstream_request(
+    front: GatewayProcess, stub: StubProcess, api: str
+) -> None:
+    """No body has started, so nothing streams to notice the client gone: the gateway watches for the disconnect."""
+    before = stub.stats()["closed_early"]
+    with pytest.raises(httpx.ReadTimeout):  # the answer would take 10 s; the client gives up after 1 s
+        httpx.post(f"{front.base}/v1/responses", json={"model": f"{api}-slow-stream", "input": "hi"}, timeout=1)
+    wait_for(lambda: stub.stats()["closed_early"] > before, timeout=5, what="the upstream to see the client leave")
