@@ -70,12 +70,10 @@ class Constraints:
             return f"start: /(?s:.*)/ {think_end} {body}"
         # Held calls force nothing, not even the end of the think block: the model may stop while thinking.
         first, _, rules = body.partition("\n")
-        if think_end.startswith("<["):  # a special token: thinking text cannot write it
+        if self._special(self._think_end) is not None:  # thinking text cannot write a special token
             return f"start: /(?s:.*)/ ({think_end} {first})?\n{rules}"
-        marker = _in_regex(self._think_end)
         return "\n".join([f"start: THINKING | THOUGHT {first}", rules,
-                           f"THINKING: /(?s:.*)/ & ~/(?s:.*{marker}.*)/",
-                           f"THOUGHT: /(?s:.*{marker})/ & ~/(?s:.*{marker}.+)/"])
+                           *_split_at(self._think_end, "THINKING", "THOUGHT")])
 
     def _calls(self, constraint: Constraint) -> str:
         if self._parser not in CALL_GRAMMARS:
@@ -109,13 +107,11 @@ class Constraints:
         first, _, rules = calls.partition("\n")
         if self._special("<tool_call>") is not None:
             return f"(/(?s:.*)/ ({first})?)\n{rules}"
-        opener = _in_regex("<tool_call>")
         return "\n".join([
             f"(FREE_TEXT | OPENED {first.replace('call', 'opened_call', 1)})",
             rules,
             f'opened_call: "\\n" body "\\n" {self._token("</tool_call>")}',
-            f"FREE_TEXT: /(?s:.*)/ & ~/(?s:.*{opener}.*)/",
-            f"OPENED: /(?s:.*{opener})/ & ~/(?s:.*{opener}.+)/",
+            *_split_at("<tool_call>", "FREE_TEXT", "OPENED"),
         ])
 
     def _token(self, text: str | None) -> str:
@@ -157,6 +153,13 @@ class Constraints:
         else:
             self._compiled.move_to_end(grammar)
         return pristine.deep_copy()
+
+
+def _split_at(marker: str, before: str, reached: str) -> list[str]:
+    """Two lexemes for a plain-text `marker`: `before`, text that never contains it, and `reached`, text that ends at
+    its first occurrence (one lexeme, so writing the marker cannot stay part of the free text)."""
+    literal = _in_regex(marker)
+    return [f"{before}: /(?s:.*)/ & ~/(?s:.*{literal}.*)/", f"{reached}: /(?s:.*{literal})/ & ~/(?s:.*{literal}.+)/"]
 
 
 def _in_regex(text: str) -> str:
