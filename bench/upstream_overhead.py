@@ -25,9 +25,7 @@ import asyncio
 import json
 import os
 import random
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -37,10 +35,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import mlx_common as common
 from aiohttp import web
 
-ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "bench" / "results"
+RESULTS = common.RESULTS
 MASTER_KEY = "sk-bench-local-only"
 LONG = "long answer please"
 
@@ -113,39 +111,6 @@ def run_stub(port: int, deltas: int) -> None:
 
 
 # ------------------------------------------------------------------ the systems
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]  # type: ignore[no-any-return]
-
-
-@contextmanager
-def process(command: list[str], ready_url: str, env: dict[str, str] | None = None,
-            headers: dict[str, str] | None = None, timeout: float = 120) -> Iterator[None]:
-    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            env={**os.environ, **(env or {})})
-    try:
-        deadline = time.monotonic() + timeout
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"{command[0]} exited with {proc.returncode}")
-            try:
-                if httpx.get(ready_url, timeout=2, headers=headers).status_code < 500:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{command[0]} did not start in {timeout} s")
-            time.sleep(0.1)
-        yield
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 def gateway_manifest(stub: str, store: str = "") -> str:
@@ -244,7 +209,7 @@ def main() -> None:
 async def bench(args: argparse.Namespace) -> None:
     rng = random.Random(args.seed)
     levels = [int(c) for c in args.concurrency.split(",")]
-    stub_port, gateway_port, litellm_port, redis_port = free_port(), free_port(), free_port(), free_port()
+    stub_port, gateway_port, litellm_port, redis_port = common.free_port(), common.free_port(), common.free_port(), common.free_port()
     prefix = f"mlxgw-bench-{os.urandom(4).hex()}"
     stub = f"http://127.0.0.1:{stub_port}"
     folder = Path(tempfile.mkdtemp(prefix="upstream-bench-"))
@@ -272,14 +237,15 @@ async def bench(args: argparse.Namespace) -> None:
         return [sys.executable, "-m", "gateway", "run", "--config", str(folder / manifest), "--port", str(port),
                 "--log-format", "json"]
 
-    redis_ctx = (process(gateway_cmd("gateway-redis.yaml", redis_port), f"http://127.0.0.1:{redis_port}/health")
+    redis_ctx = (common.server(gateway_cmd("gateway-redis.yaml", redis_port), {}, f"http://127.0.0.1:{redis_port}/health")
                  if args.redis else _nothing())
-    with process(stub_cmd, f"{stub}/v1/models"), \
-            process(gateway_cmd("gateway.yaml", gateway_port), f"http://127.0.0.1:{gateway_port}/health"), redis_ctx:
-        litellm_ctx = (process([str(litellm), "--config", str(folder / "litellm.yaml"), "--port", str(litellm_port),
-                                "--num_workers", "1"], f"http://127.0.0.1:{litellm_port}/health/liveliness",
-                               env={"LITELLM_MASTER_KEY": MASTER_KEY, "LITELLM_LOCAL_MODEL_COST_MAP": "True"},
-                               timeout=180)
+    with common.server(stub_cmd, {}, f"{stub}/v1/models"), \
+            common.server(gateway_cmd("gateway.yaml", gateway_port), {}, f"http://127.0.0.1:{gateway_port}/health"), \
+            redis_ctx:
+        litellm_env = {"LITELLM_MASTER_KEY": MASTER_KEY, "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
+        litellm_ctx = (common.server([str(litellm), "--config", str(folder / "litellm.yaml"), "--port",
+                                      str(litellm_port), "--num_workers", "1"], litellm_env,
+                                     f"http://127.0.0.1:{litellm_port}/health/liveliness")
                        if "litellm" in systems else _nothing())
         with litellm_ctx:
             for round_index in range(args.rounds):
