@@ -100,11 +100,11 @@ class UpstreamAdapter:
 
     # ------------------------------------------------------------------ requests
 
-    def _body(self, request: GenerationRequest, *, stream: bool = True) -> bytes:
+    def _body(self, request: GenerationRequest) -> bytes:
         model, structured = self.spec.upstream_model, self.spec.structured_output
         if self.spec.api == "chat":
             return _ENCODE.encode(chat_body(request, model, structured=structured))
-        return _ENCODE.encode(responses_body(request, model, structured=structured, stream=stream))
+        return _ENCODE.encode(responses_body(request, model, structured=structured))
 
     async def count_input_tokens(self, request: GenerationRequest) -> int:
         """A Responses upstream counts them (`/responses/input_tokens`); a chat one has no such endpoint, so it is
