@@ -35,6 +35,9 @@ def semantic_problems(config: GatewayConfig) -> list[str]:
             problems.extend(_path_problems(model, config.mlx.allowed_paths, f"models[{i}].source"))
         if isinstance(model, UpstreamModel):
             problems.extend(_upstream_problems(model, f"models[{i}].base_url"))
+            if model.api == "responses" and model.chat_template_kwargs:
+                problems.append(f"models[{i}].chat_template_kwargs: a Responses upstream (api: responses) takes no "
+                                "chat template arguments; set them on the model host's own model")
     problems.extend(_policy_problems(config))
     scheme = config.store.url.split("://", 1)[0] if "://" in config.store.url else ""
     if scheme not in STORE_SCHEMES:

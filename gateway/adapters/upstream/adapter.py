@@ -12,17 +12,27 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Mapping
 from typing import Any, cast
 
 import aiohttp
 import msgspec
 import structlog
 
-from gateway.adapters.base import Capabilities, Delta, Finish, GenerationRequest
+from gateway.adapters.base import (
+    Capabilities,
+    Delta,
+    Finish,
+    GenerationRequest,
+    ReasoningDelta,
+    TextDelta,
+    TokenUsage,
+    ToolCallArguments,
+)
 from gateway.adapters.scripted import estimate_input_tokens
 from gateway.adapters.upstream.bodies import chat_body, responses_body
 from gateway.adapters.upstream.replicas import Replica, ReplicaSet
+from gateway.adapters.upstream.stops import StopCut
 from gateway.adapters.upstream.streams import ChatChunks, ResponseEvents, sse_data
 from gateway.config import UpstreamModel
 from gateway.errors import BadGateway, GatewayError, GatewayTimeout, UpstreamRejected
@@ -154,14 +164,23 @@ class UpstreamAdapter:
         try:
             yield None  # opened
             parser = ChatChunks() if self.spec.api == "chat" else ResponseEvents()
+            # A chat upstream applies `stop` itself; the Responses API has none, so the gateway does it here.
+            cut = StopCut(request.stop) if self.spec.api == "responses" and request.stop else None
             finish: Finish | None = None
             try:
                 async for data in sse_data(answer.content.iter_any()):
                     if finish is not None:
                         continue  # after the finish: read to the end, so the connection can be reused
-                    for delta in parser.feed(data):
+                    for delta in parser.feed(data) if cut is None else _cut_at_stop(parser.feed(data), cut):
                         yield delta
+                    if cut is not None and cut.hit:
+                        self.served += 1
+                        self.replicas.succeeded(replica)
+                        yield Finish(reason="stop", usage=_usage_at_stop(request, cut))
+                        return  # not drained: the connection is closed, so the upstream stops generating
                     if parser.finished:
+                        if cut is not None and (held := cut.flush()):
+                            yield TextDelta(text=held)
                         finish = self._succeeded(parser, replica)
                         yield finish  # at once: the client need not wait for the upstream to close its stream
                 if finish is None:
@@ -289,3 +308,28 @@ async def _http_error(answer: aiohttp.ClientResponse) -> Exception:
         message, status=status, type=error.get("type") if isinstance(error.get("type"), str) else None,
         param=param if isinstance(param, str) else None, code=code if isinstance(code, str) else None,
     )
+
+
+def _cut_at_stop(deltas: Iterable[Delta], cut: StopCut) -> list[Delta]:
+    """`deltas` with the answer text ended at the first stop string; text held back in case it begins one is
+    released before any other kind of output (which shows it did not)."""
+    out: list[Delta] = []
+    for delta in deltas:
+        if isinstance(delta, (TextDelta, ReasoningDelta, ToolCallArguments)):
+            cut.produced += len(delta.text)
+        if isinstance(delta, TextDelta):
+            if text := cut.feed(delta.text):
+                out.append(TextDelta(text=text))
+            if cut.hit:
+                break
+            continue
+        if held := cut.flush():
+            out.append(TextDelta(text=held))
+        out.append(delta)
+    return out
+
+
+def _usage_at_stop(request: GenerationRequest, cut: StopCut) -> TokenUsage:
+    """The upstream reports usage only at its end, which a stop string cuts off: about four characters a token,
+    as for a chat upstream's input_tokens (the README says so)."""
+    return TokenUsage(input_tokens=estimate_input_tokens(request), output_tokens=max(1, cut.produced // 4))

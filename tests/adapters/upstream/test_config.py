@@ -52,6 +52,16 @@ models:
     assert "models[5].base_url: required" in found
 
 
+def test_chat_template_arguments_on_a_responses_upstream_are_refused_not_dropped() -> None:
+    found = _problems("""
+models:
+  - {name: a, adapter: upstream, base_url: "http://h/v1", api: responses, chat_template_kwargs: {enable_thinking: false}}
+  - {name: b, adapter: upstream, base_url: "http://h/v1", api: chat, chat_template_kwargs: {enable_thinking: false}}
+""")
+    assert found == ["models[0].chat_template_kwargs: a Responses upstream (api: responses) takes no chat template "
+                     "arguments; set them on the model host's own model"]
+
+
 async def test_an_unchanged_upstream_keeps_its_adapter_and_pools_across_a_reload() -> None:
     text = "models:\n  - {name: a, adapter: upstream, base_url: 'http://127.0.0.1:9/v1'}\n"
     runtime = Runtime(parse_config(text))

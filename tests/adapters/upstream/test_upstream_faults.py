@@ -4,6 +4,7 @@ half-done is stored `completed`; retries, breakers and client disconnects act on
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -229,3 +230,34 @@ def test_a_client_that_leaves_a_non_streaming_request_closes_the_upstream_reques
     with pytest.raises(httpx.ReadTimeout):  # the answer would take 10 s; the client gives up after 1 s
         httpx.post(f"{front.base}/v1/responses", json={"model": f"{api}-slow-stream", "input": "hi"}, timeout=1)
     wait_for(lambda: stub.stats()["closed_early"] > before, timeout=5, what="the upstream to see the client leave")
+
+
+def _chat(front: GatewayProcess, model: str, **body: Any) -> httpx.Response:
+    return httpx.post(f"{front.base}/v1/chat/completions", timeout=15,
+                      json={"model": model, "messages": [{"role": "user", "content": "hi"}], **body})
+
+
+def test_stop_on_a_responses_upstream_is_applied_by_the_gateway(front: GatewayProcess, stub: StubProcess) -> None:
+    """The Responses API has no `stop`: the front ends the text before it and closes the upstream request."""
+    answer = _chat(front, "responses-ok", stop=[" the"])
+    assert answer.status_code == 200 and "x-gateway-degraded" not in answer.headers
+    choice = answer.json()["choices"][0]
+    assert (choice["message"]["content"], choice["finish_reason"]) == ("Hello", "stop")
+    assert "stop" not in stub.stats()["last_body"]  # never sent: the upstream would refuse an unknown parameter
+    unmatched = _chat(front, "responses-ok", stop=["nowhere"]).json()
+    assert unmatched["choices"][0]["message"]["content"] == "Hello there"
+    assert unmatched["usage"]["prompt_tokens"] == 7  # ran to its end: the upstream's own usage
+
+    before = stub.stats()["closed_early"]
+    started = time.monotonic()
+    slow = _chat(front, "responses-slow-stream", stop=["lHe"], stream=True)  # "Hel" every 0.2 s for 10 s
+    assert slow.status_code == 200 and time.monotonic() - started < 5
+    chunks = [json.loads(line[6:]) for line in slow.text.splitlines() if line.startswith("data: {")]
+    assert "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"]) == "He"
+    assert [c["choices"][0]["finish_reason"] for c in chunks if c["choices"]][-1] == "stop"
+    wait_for(lambda: stub.stats()["closed_early"] > before, timeout=5, what="the upstream request to be closed")
+
+
+def test_stop_on_a_chat_upstream_is_the_upstreams_to_apply(front: GatewayProcess, stub: StubProcess) -> None:
+    assert _chat(front, "chat-ok", stop=[" the"]).status_code == 200
+    assert stub.stats()["last_body"]["stop"] == [" the"]
