@@ -8,6 +8,7 @@ import re
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -54,16 +55,19 @@ def test_redis_config_is_durable() -> None:
     assert settings["maxmemory-policy"] == "volatile-ttl"
 
 
-def test_env_example_lists_every_variable_compose_reads() -> None:
-    """compose.yaml points at .env.example: it exists and names exactly the variables compose interpolates."""
-    compose = (DEPLOY / "compose" / "compose.yaml").read_text()
+@pytest.mark.parametrize(("folder", "manifest"), [("compose", "gateway.yaml"), ("scale-out", "front.yaml")])
+def test_env_example_lists_every_variable_compose_reads(folder: str, manifest: str) -> None:
+    """compose.yaml points at .env.example: it exists and names exactly the variables compose interpolates, which
+    include every variable the manifest names for a secret."""
+    compose = (DEPLOY / folder / "compose.yaml").read_text()
     assert ".env.example" in compose
     read = set(re.findall(r"\$\{([A-Z0-9_]+)", compose))
-    example = (DEPLOY / "compose" / ".env.example").read_text()
+    example = (DEPLOY / folder / ".env.example").read_text()
     listed = set(re.findall(r"^#?([A-Z0-9_]+)=", example, flags=re.MULTILINE))
     assert read and listed == read
-    gateway = yaml.safe_load((DEPLOY / "compose" / "gateway.yaml").read_text())
+    gateway = yaml.safe_load((DEPLOY / folder / manifest).read_text())
     named = {key["env"] for key in gateway["auth"]["keys"]} | {gateway["auth"]["admin_key_env"]}
+    named |= {model["api_key_env"] for model in gateway["models"] if "api_key_env" in model}
     assert named <= listed
 
 
@@ -126,3 +130,66 @@ def test_scale_out_manifests_check_and_agree_on_the_host_key() -> None:
             assert model.api_key_env in host_key and model.upstream_model in served
     assert front.store.url.startswith("redis://") and host.store.url == "memory://"
     assert "scale-out/README.md" in (ROOT / "README.md").read_text()
+
+
+SCALE_OUT = DEPLOY / "scale-out"
+
+
+def test_every_scale_out_yaml_is_checked_here() -> None:
+    """A YAML file added to deploy/scale-out/ gets a test: the manifests below, the compose file further down."""
+    assert sorted(path.name for path in SCALE_OUT.glob("*.y*ml")) == ["compose.yaml", "front.yaml", "model-host.yaml"]
+
+
+@pytest.mark.parametrize("manifest", ["scale-out/front.yaml", "scale-out/model-host.yaml", "compose/gateway.yaml"])
+def test_deploy_manifest_passes_gateway_check(manifest: str, monkeypatch: pytest.MonkeyPatch,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    from gateway.cli import main
+
+    monkeypatch.delenv("MLXGW_STORE_URL", raising=False)  # check the file's own store.url
+    path = DEPLOY / manifest
+    assert main(["check", "--config", str(path)]) == 0
+    assert capsys.readouterr().out.startswith(f"{path}: ok (")
+
+
+def scale_out_fronts() -> dict[str, dict[str, Any]]:
+    compose = yaml.safe_load((SCALE_OUT / "compose.yaml").read_text())
+    return {name: service for name, service in compose["services"].items() if name.startswith("front")}
+
+
+def test_scale_out_compose_runs_interchangeable_fronts_on_one_redis() -> None:
+    """Two fronts from one definition: the same manifest, the shared Redis, every secret front.yaml names, an image
+    built by the compose deployment's Dockerfile; published on loopback only, Redis not at all."""
+    compose = yaml.safe_load((SCALE_OUT / "compose.yaml").read_text())
+    redis, fronts = compose["services"]["redis"], scale_out_fronts()
+    assert len(fronts) == 2 and "ports" not in redis and "redis-data:/data" in redis["volumes"]
+    manifest = yaml.safe_load((SCALE_OUT / "front.yaml").read_text())
+    secrets = {key["env"] for key in manifest["auth"]["keys"]} | {manifest["auth"]["admin_key_env"]}
+    secrets |= {model["api_key_env"] for model in manifest["models"] if "api_key_env" in model}
+    published = []
+    for front in fronts.values():
+        assert front["command"][:4] == ["gateway", "run", "--config", "/etc/mlx-gateway/front.yaml"]
+        assert "./front.yaml:/etc/mlx-gateway/front.yaml:ro" in front["volumes"]
+        assert front["environment"]["MLXGW_STORE_URL"] == "redis://redis:6379/0"
+        assert secrets <= set(front["environment"])
+        assert front["depends_on"]["redis"]["condition"] == "service_healthy"
+        assert (SCALE_OUT / front["build"]["context"] / front["build"]["dockerfile"]).is_file()
+        assert all(port.startswith("127.0.0.1:") for port in front["ports"])
+        published += [port.rsplit(":", 2)[1] for port in front["ports"]]
+    assert len(set(published)) == len(published) == 2
+
+
+def test_scale_out_models_have_replicas_and_fit_the_hosts() -> None:
+    """Every model-host model of the front has two replicas on the model host's port, and all fronts together never
+    hold more requests open on a host than it batches and queues (the rest would be refused with 429)."""
+    from gateway.config import MlxModel, UpstreamModel, load_config
+
+    front = load_config(SCALE_OUT / "front.yaml", environ={})
+    host = load_config(SCALE_OUT / "model-host.yaml", environ={})
+    served = {model.name: model for model in host.models if isinstance(model, MlxModel)}
+    on_hosts = [m for m in front.models if isinstance(m, UpstreamModel) and m.api == "responses"]
+    assert len(on_hosts) == 2 and {m.upstream_model for m in on_hosts} == set(served)
+    for model in on_hosts:
+        assert len(model.base_urls) == 2
+        assert all(url.endswith(f":{host.server.port}/v1") for url in model.base_urls)
+        capacity = served[model.upstream_model].max_batch + served[model.upstream_model].max_queued
+        assert len(scale_out_fronts()) * model.max_connections <= capacity
