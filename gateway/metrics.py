@@ -37,7 +37,11 @@ class _StateCollector(Collector):
         model_state = GaugeMetricFamily("mlxgw_model_state", "1 for the state each model is in", labels=["model", "state"])
         active = GaugeMetricFamily("mlxgw_model_active_requests", "Requests the model is serving", labels=["model"])
         queued = GaugeMetricFamily("mlxgw_model_queue_depth", "Requests waiting for the model", labels=["model"])
-        memory = GaugeMetricFamily("mlxgw_model_memory_bytes", "Memory the model's worker reports", labels=["model"])
+        memory = GaugeMetricFamily("mlxgw_model_memory_bytes", "Memory the model's worker holds (what max_memory_gb "
+                                   "counts)", labels=["model"])
+        parts = GaugeMetricFamily("mlxgw_model_memory_part_bytes", "The model's memory by part (weights, kv, "
+                                  "prefix_cache, mlx_cache); the parts add up to mlxgw_model_memory_bytes",
+                                  labels=["model", "part"])
         counters = {
             "loads": CounterMetricFamily("mlxgw_model_loads", "Times the model was loaded", labels=["model"]),
             "unloads": CounterMetricFamily("mlxgw_model_unloads", "Times the model was unloaded (idle or evicted)",
@@ -57,6 +61,11 @@ class _StateCollector(Collector):
             queued.add_metric([name], float(info.get("queued", 0)))
             if isinstance(info.get("memory_bytes"), (int, float)):
                 memory.add_metric([name], float(info["memory_bytes"]))
+            breakdown = info.get("memory")
+            if isinstance(breakdown, dict):
+                for part in ("weights", "kv", "prefix_cache", "mlx_cache"):
+                    if isinstance(breakdown.get(part), (int, float)):
+                        parts.add_metric([name, part], float(breakdown[part]))
             for key, family in counters.items():
                 if isinstance(info.get(key), (int, float)):
                     family.add_metric([name], float(info[key]))
@@ -64,7 +73,7 @@ class _StateCollector(Collector):
             for key, family in cache.items():
                 if isinstance(prefix, dict) and isinstance(prefix.get(key), (int, float)):
                     family.add_metric([name], float(prefix[key]))
-        yield from (model_state, active, queued, memory, *counters.values(), *cache.values())
+        yield from (model_state, active, queued, memory, parts, *counters.values(), *cache.values())
         yield from _replicas(models)
         yield from _manifest(state.get("manifest"))
         store = state.get("store")

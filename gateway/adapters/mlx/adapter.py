@@ -27,6 +27,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any, Literal
 
+import msgspec
 import structlog
 
 from gateway.adapters.base import Capabilities, Delta, Finish, GenerationRequest
@@ -34,7 +35,7 @@ from gateway.adapters.mlx.constrain import CALL_GRAMMARS
 from gateway.adapters.mlx.pool import WorkerPool
 from gateway.adapters.mlx.process import WorkerProcess
 from gateway.adapters.mlx.traits import ModelTraits, probe
-from gateway.adapters.mlx.wire import ModelInfo, Rendered
+from gateway.adapters.mlx.wire import MemoryUse, ModelInfo, Rendered
 from gateway.config import MlxModel
 from gateway.errors import ModelUnavailable, RateLimited
 
@@ -96,6 +97,7 @@ class MlxAdapter:
         self._memory_hint = 0
         self._preload: asyncio.Task[None] | None = None
         self._load_task: asyncio.Task[WorkerProcess] | None = None
+        self._making_room: asyncio.Task[None] | None = None  # evicting others after this model grew past the cap
         self.pool.join(self)
 
     # ------------------------------------------------------------ transitions (the only writers of `state`)
@@ -169,8 +171,18 @@ class MlxAdapter:
 
     @property
     def memory_bytes(self) -> int:
+        """What the loaded model holds now (its worker's latest report); before it reports, its size at load."""
         worker = self._worker
+        if worker is not None and worker.memory is not None:
+            return worker.memory.total
         return worker.info.memory_bytes if worker is not None and worker.info is not None else self._memory_hint
+
+    def _memory_reported(self, use: MemoryUse) -> None:
+        """KV caches and the prefix cache grow as the model works: past `mlx.max_memory_gb`, idle models go."""
+        if self.pool.over_memory_cap() and (self._making_room is None or self._making_room.done()):
+            self._making_room = asyncio.get_running_loop().create_task(
+                self.pool.enforce_memory_cap(self), name=f"mlx-make-room:{self.name}"
+            )
 
     @property
     def idle_unload_seconds(self) -> float | None:
@@ -238,7 +250,7 @@ class MlxAdapter:
 
     async def aclose(self) -> None:
         self._close()  # no new loads from here on
-        for task in (self._preload, self._load_task):
+        for task in (self._preload, self._load_task, self._making_room):
             if task is not None:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
@@ -282,6 +294,7 @@ class MlxAdapter:
                 threads=self.spec.threads or self.pool.threads_per_worker(),
                 allowed_paths=self.pool.settings.allowed_paths,  # the running manifest's, checked by the worker
                 on_exit=self._worker_exited,
+                on_memory=self._memory_reported,
             )
             try:
                 info = await worker.start()
@@ -299,7 +312,7 @@ class MlxAdapter:
             finally:
                 self.pool.notify()
             self._loaded(worker, info)
-        await self.pool.after_load(self)
+        await self.pool.enforce_memory_cap(self)
         return worker
 
     def _worker_exited(self, worker: WorkerProcess) -> None:
@@ -380,8 +393,10 @@ class MlxAdapter:
             if worker.progress[1]:
                 out["progress"] = {"done": worker.progress[0], "total": worker.progress[1]}
             if worker.info is not None:
-                out["memory_mb"] = round(worker.info.memory_bytes / 2**20, 2)
-                out["memory_bytes"] = worker.info.memory_bytes
+                out["memory_mb"] = round(self.memory_bytes / 2**20, 2)
+                out["memory_bytes"] = self.memory_bytes
+            if worker.memory is not None:
+                out["memory"] = msgspec.structs.asdict(worker.memory)
             if worker.prefix_cache:
                 out["prefix_cache"] = worker.prefix_cache
             if worker.cancels:

@@ -29,7 +29,7 @@ __all__ = [
     "TextMatcher", "Tokenizer", "ToolParser", "byte_level_char", "generation_stream", "infer_thinking",
     "infer_tool_parser", "is_kv_cache", "kv_cache", "load", "make_prompt_cache", "make_sampler", "named_tool_parser",
     "prompt_ends_in_think", "qwen2_model", "think_markers", "token_buffer", "token_bytes",
-    "tokenizer_tool_parser", "trim_prompt_cache",
+    "tokenizer_tool_parser", "trim_prompt_cache", "weights_bytes",
 ]
 
 MLX_LM_VERSIONS = ">=0.32.2,<0.33"
@@ -170,6 +170,14 @@ def qwen2_model(config: Mapping[str, Any]) -> nn.Module:
 
 
 # ---------------------------------------------------------------- KV caches
+
+
+def weights_bytes(model: nn.Module) -> int:
+    from mlx.utils import tree_flatten
+
+    arrays = tree_flatten(model.parameters())
+    assert isinstance(arrays, list)
+    return sum(int(array.nbytes) for _, array in arrays)
 
 
 def make_prompt_cache(model: nn.Module) -> Cache:

@@ -22,7 +22,7 @@ from gateway.adapters.mlx.render import (
     tool_dicts,
 )
 from gateway.adapters.mlx.source import LoadError, resolve_source, unchanged_after_load
-from gateway.adapters.mlx.wire import ModelInfo
+from gateway.adapters.mlx.wire import MemoryUse, ModelInfo
 from gateway.config import MlxModel
 
 __all__ = ["LoadError", "LoadedModel", "RenderError", "resolve_source"]
@@ -38,8 +38,6 @@ class LoadedModel:
     `path` is a resolved directory (`source.resolve_source`); it is loaded as it is, never looked up again."""
 
     def __init__(self, spec: MlxModel, path: Path) -> None:
-        import mlx.core as mx
-
         started = time.perf_counter()
         try:
             self.model, self.tokenizer = mlxlm.load(path)
@@ -56,7 +54,17 @@ class LoadedModel:
         self._token_bytes = mlxlm.token_bytes(self.tokenizer)  # built once: every request shares the table
         self.batchable, self.trimmable = _cache_traits(self.model)
         self.load_seconds = time.perf_counter() - started
-        self.memory_bytes = int(mx.get_active_memory())
+        self.weights_bytes = mlxlm.weights_bytes(self.model)
+        self.memory_bytes = self.memory_use(0).total
+
+    def memory_use(self, prefix_cache_bytes: int) -> MemoryUse:
+        """What the model holds now (engine thread: MLX's counters are the process's)."""
+        import mlx.core as mx
+
+        active, held = int(mx.get_active_memory()), int(mx.get_cache_memory())
+        kv = max(0, active - self.weights_bytes - prefix_cache_bytes)
+        return MemoryUse(total=active + held, weights=self.weights_bytes, kv=kv, prefix_cache=prefix_cache_bytes,
+                         mlx_cache=held)
 
     def detokenizer(self) -> mlxlm.Detokenizer:
         """A fresh streaming detokenizer for one request (see detokenize.py for why not mlx-lm's, where it can)."""

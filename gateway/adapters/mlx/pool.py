@@ -136,17 +136,23 @@ class WorkerPool:
                 return False
         return True
 
-    async def after_load(self, member: Member) -> None:
-        """A model reported its real size: evict idle others while the memory cap is exceeded."""
+    def over_memory_cap(self) -> bool:
         limit = self.settings.max_memory_gb
-        while limit is not None:
+        return limit is not None and sum(m.memory_bytes for m in self._members if m.holds_slot) > limit * 1e9
+
+    async def enforce_memory_cap(self, member: Member) -> None:
+        """`member` reported its size (at load, or grown since: KV caches, prefix cache): evict idle others, least
+        recently used first, while the loaded models hold more than `mlx.max_memory_gb`. Busy models stay; so does
+        a lone model over the cap (it may still serve)."""
+        while self.over_memory_cap():
             loaded = [m for m in self._members if m.holds_slot]
-            if sum(m.memory_bytes for m in loaded) <= limit * 1e9:
-                return
             idle = sorted((m for m in loaded if m is not member and not m.busy), key=lambda m: m.last_used)
             if not idle:
                 return
             self.evictions += 1
+            used = sum(m.memory_bytes for m in loaded)
+            log.info("mlx_model_evicted", model=idle[0].name, for_model=member.name, reason="memory",
+                     memory_bytes=used, max_memory_gb=self.settings.max_memory_gb)
             await idle[0].unload("evicted: over the memory cap")
 
     # ------------------------------------------------------------ idle unload

@@ -31,6 +31,8 @@ from gateway.adapters.mlx.wire import (
     LoadFailed,
     LoadStatus,
     Log,
+    Memory,
+    MemoryUse,
     ModelInfo,
     Ready,
     Render,
@@ -66,10 +68,13 @@ class WorkerProcess:
         threads: int,
         allowed_paths: list[str] | None = None,
         on_exit: Callable[[WorkerProcess], None] | None = None,
+        on_memory: Callable[[MemoryUse], None] | None = None,
     ) -> None:
         self.spec = spec
         self.allowed_paths = list(allowed_paths or [])
         self.on_exit = on_exit
+        self.on_memory = on_memory
+        self.memory: MemoryUse | None = None  # the latest report (None until the model has loaded)
         self.ready_at: float | None = None
         self.exit_text: str | None = None
         self.stopping = False
@@ -208,6 +213,10 @@ class WorkerProcess:
                 self.prefix_cache = message.prefix_cache
             if message.outcome == "cancelled":
                 self.cancels = [*self.cancels[-9:], message]
+        elif isinstance(message, Memory):
+            self.memory = message.use
+            if self.on_memory is not None:
+                self.on_memory(message.use)
         elif isinstance(message, Rendered):
             future = self._renders.get(message.request_id)
             if future is not None and not future.done():

@@ -30,7 +30,7 @@ from gateway.adapters.mlx.outbox import Outbox
 from gateway.adapters.mlx.prefix import PrefixCache
 from gateway.adapters.mlx.slot import Job, Samplers, Slot
 from gateway.adapters.mlx.solo import SoloDecoder
-from gateway.adapters.mlx.wire import Done, Failed, WireMessage
+from gateway.adapters.mlx.wire import Done, Failed, Memory, WireMessage
 from gateway.config import MlxModel
 
 __all__ = ["Scheduler"]
@@ -43,6 +43,7 @@ FIRST_RATE = 512.0  # prefill tokens/s assumed until measured
 TAIL = 1.5  # a remainder up to this many chunks is prefilled at once
 LOG_PREFILL = 1024  # prompts computing at least this many tokens are logged, with progress
 LOG_EVERY = 5.0
+MEMORY_EVERY = 0.5  # seconds between memory reports while generating (KV caches grow with every token)
 
 
 class Scheduler:
@@ -60,6 +61,8 @@ class Scheduler:
         self._generator: mlxlm.Batch | None = None
         self._rate = FIRST_RATE
         self._delay = spec.testing.step_delay_ms / 1000 if spec.testing is not None else 0.0
+        self._memory_sent = 0.0
+        self._memory_changed = False  # a request ended (its KV freed, or kept in the prefix cache) since the last report
 
     @property
     def idle(self) -> bool:
@@ -124,6 +127,7 @@ class Scheduler:
             return
         self._out.busy(self.active())
         self._out.flush_due()
+        self._report_memory()
         if self._delay and not self.idle:
             time.sleep(self._delay)
 
@@ -281,14 +285,21 @@ class Scheduler:
 
     def _finish(self, slot: Slot, cache: mlxlm.Cache | None, tokens: list[int] | None) -> None:
         self._out.deltas(slot.request_id, slot.sequence.finish(cached=slot.cached))
+        self._keep(slot, cache, tokens)  # first, so that the Done's prefix-cache counters include this request
         self._done(slot, "finished")
-        self._keep(slot, cache, tokens)
 
     def _keep(self, slot: Slot, cache: mlxlm.Cache | None, tokens: list[int] | None) -> None:
         if cache is not None and tokens is not None and len(tokens) > slot.cached:
             self.prefix.store(tokens, cache, prompt_length=len(slot.prompt), key=slot.key)
 
+    def _report_memory(self) -> None:
+        now = time.perf_counter()
+        if self._memory_changed or (not self.idle and now - self._memory_sent >= MEMORY_EVERY):
+            self._memory_sent, self._memory_changed = now, False
+            self._out.send(Memory(use=self.model.memory_use(self.prefix.nbytes)))
+
     def _done(self, slot: Slot, outcome: Literal["finished", "cancelled", "failed"]) -> None:
+        self._memory_changed = True
         job = slot.job
         after = job.generated - job.generated_at_cancel if outcome == "cancelled" else 0
         self._out.send(Done(request_id=slot.request_id, outcome=outcome,

@@ -5,7 +5,7 @@ Every frame is a 4-byte big-endian length followed by one msgpack-encoded messag
 and interleaves their deltas (continuous batching).
 
     gateway → worker   Load, Generate, Render, Cancel, Shutdown
-    worker → gateway   LoadStatus, Ready, LoadFailed, Deltas, Failed, Done, Rendered, Log
+    worker → gateway   LoadStatus, Ready, LoadFailed, Deltas, Failed, Done, Memory, Rendered, Log
 """
 
 from __future__ import annotations
@@ -30,6 +30,8 @@ __all__ = [
     "LoadFailed",
     "LoadStatus",
     "Log",
+    "Memory",
+    "MemoryUse",
     "ModelInfo",
     "Ready",
     "Render",
@@ -101,6 +103,24 @@ class ModelInfo(msgspec.Struct, kw_only=True):
     merge_users: bool
 
 
+class MemoryUse(msgspec.Struct, kw_only=True, frozen=True):
+    """What a worker's model holds, in bytes. `total` is what the process keeps from MLX: its live arrays and the
+    freed buffers MLX keeps for reuse (`mlx_cache`). KV caches are what is live besides the weights and the prefix
+    cache (the sequences being generated, and the step's temporaries)."""
+
+    total: int
+    weights: int
+    kv: int
+    prefix_cache: int
+    mlx_cache: int
+
+
+class Memory(_Message, tag="memory"):
+    """Sent while the model generates (at most every `MEMORY_EVERY` seconds) and when a request ends."""
+
+    use: MemoryUse
+
+
 class Ready(_Message, tag="ready"):
     info: ModelInfo
 
@@ -145,7 +165,8 @@ class Log(_Message, tag="log"):
 
 
 WireMessage = (
-    Load | Generate | Render | Cancel | Shutdown | LoadStatus | Ready | LoadFailed | Deltas | Failed | Done | Rendered | Log
+    Load | Generate | Render | Cancel | Shutdown | LoadStatus | Ready | LoadFailed | Deltas | Failed | Done | Memory
+    | Rendered | Log
 )
 
 _ENCODER = msgspec.msgpack.Encoder()

@@ -88,6 +88,24 @@ async def test_the_memory_cap_counts_what_loaded_models_report() -> None:
     await pool.aclose()
 
 
+async def test_a_member_that_grows_past_the_cap_evicts_idle_others_but_never_busy_ones_or_itself() -> None:
+    pool = WorkerPool(MlxSettings(max_memory_gb=1.0))
+    grower, busy = Member("grower", memory=300_000_000, used=9), Member("busy", memory=300_000_000, busy=True)
+    old, recent = Member("old", memory=200_000_000, used=1), Member("recent", memory=100_000_000, used=5)
+    for member in (grower, busy, old, recent):
+        pool.join(member)
+    assert not pool.over_memory_cap()  # 900 MB
+    grower.memory = 450_000_000  # its KV and prefix caches grew: 1.05 GB
+    assert pool.over_memory_cap()
+    await pool.enforce_memory_cap(grower)
+    assert old.unloaded and not recent.unloaded and not busy.unloaded  # the least recently used idle one, enough
+    grower.memory = 2_000_000_000
+    await pool.enforce_memory_cap(grower)
+    assert recent.unloaded and not busy.unloaded and not grower.unloaded  # nothing idle left: busy and itself stay
+    assert pool.evictions == 2 and pool.over_memory_cap()
+    await pool.aclose()
+
+
 async def test_the_runtime_shares_one_pool_and_a_reload_updates_its_limits() -> None:
     text = "models: [{name: m, adapter: mlx, source: dummy}]\nmlx: {max_loaded_models: 3}\n"
     runtime = Runtime(parse_config(text))
