@@ -17,7 +17,7 @@ import structlog
 
 from gateway.adapters import WorkerPool, build_adapter
 from gateway.adapters.base import Adapter
-from gateway.config import GatewayConfig, ModelSpec
+from gateway.config import GatewayConfig, MlxModel, ModelSpec
 from gateway.constraints import EngineChecks
 from gateway.errors import GatewayError, ServiceUnavailable
 
@@ -191,4 +191,5 @@ class Runtime:
             "status": "ok",
             "manifest_version": snapshot.version,
             "models": {name: adapter.describe() for name, adapter in snapshot.adapters.items()},
+            **({"mlx": self.pool.describe()} if any(isinstance(m, MlxModel) for m in snapshot.config.models) else {}),
         }

@@ -279,6 +279,10 @@ class MlxSettings(Base, frozen=True):
     max_loaded_models: Positive | None = None
     max_memory_gb: Annotated[float, Meta(gt=0)] | None = None
     slot_wait_seconds: Annotated[float, Meta(ge=0)] = 120.0
+    # While a model waits for a request's first token, the other models' workers pause between steps (running about
+    # a quarter of the time), so that prefill gets the cores: models share a machine without one's stream making
+    # another's agent wait.
+    first_token_priority: bool = True
     cache_dir: str | None = None  # default: $MLXGW_CACHE_DIR, else ~/.cache/mlx-gateway
     # Local model sources must lie inside one of these directories (empty: any). A manifest an admin
     # can hot-reload must not be able to point a worker at arbitrary files.

@@ -32,7 +32,7 @@ import structlog
 
 from gateway.adapters.base import Capabilities, Delta, Finish, GenerationRequest
 from gateway.adapters.mlx.constrain import CALL_GRAMMARS
-from gateway.adapters.mlx.pool import WorkerPool
+from gateway.adapters.mlx.pool import FirstTokenWait, WorkerPool
 from gateway.adapters.mlx.process import WorkerProcess
 from gateway.adapters.mlx.traits import ModelTraits, probe
 from gateway.adapters.mlx.wire import MemoryUse, ModelInfo, Rendered
@@ -98,6 +98,7 @@ class MlxAdapter:
         self._preload: asyncio.Task[None] | None = None
         self._load_task: asyncio.Task[WorkerProcess] | None = None
         self._making_room: asyncio.Task[None] | None = None  # evicting others after this model grew past the cap
+        self._paced = False  # what its worker was last told (pool.py: first-token priority)
         self.pool.join(self)
 
     # ------------------------------------------------------------ transitions (the only writers of `state`)
@@ -113,6 +114,7 @@ class MlxAdapter:
 
     def _loaded(self, worker: WorkerProcess, info: ModelInfo) -> None:
         self.state, self._worker = "ready", worker
+        self._paced = False  # a new worker starts unpaced
         self.counts["loads"] += 1
         self._memory_hint = info.memory_bytes
         self.last_error = None
@@ -176,6 +178,12 @@ class MlxAdapter:
         if worker is not None and worker.memory is not None:
             return worker.memory.total
         return worker.info.memory_bytes if worker is not None and worker.info is not None else self._memory_hint
+
+    def pace(self, on: bool) -> None:
+        worker = self._worker
+        if on != self._paced and worker is not None and self.state == "ready":
+            self._paced = on
+            worker.pace(on)
 
     def _memory_reported(self, use: MemoryUse) -> None:
         """KV caches and the prefix cache grow as the model works: past `mlx.max_memory_gb`, idle models go."""
@@ -331,6 +339,7 @@ class MlxAdapter:
         self.last_used = time.monotonic()
         worker: WorkerProcess | None = None
         finished = False
+        first_token: FirstTokenWait | None = None
         try:
             if self._in_flight > self.spec.max_batch + self.spec.max_queued:
                 raise RateLimited(
@@ -339,8 +348,10 @@ class MlxAdapter:
                 )
             worker = await self._ready_worker()
             stream = worker.open(request)
+            first_token = FirstTokenWait(self.pool, self)
             while not finished:
                 item = await stream.get()
+                first_token.over()
                 if isinstance(item, BaseException):
                     raise item
                 for delta in item:  # call ids are the assembler's to assign
@@ -349,6 +360,8 @@ class MlxAdapter:
                     if finished:
                         break
         finally:
+            if first_token is not None:
+                first_token.over()
             if worker is not None:
                 worker.close_stream(request.request_id, cancel=not finished)
             self.counts["served"] += finished
@@ -377,6 +390,7 @@ class MlxAdapter:
             "adapter": "mlx",
             "source": self.spec.source,
             "state": self.state,
+            "paced": self._paced,
             "active": self._in_flight,
             "queued": max(0, self._in_flight - self.spec.max_batch),
             "idle_seconds": round(time.monotonic() - self.last_used, 1),
@@ -403,3 +417,4 @@ class MlxAdapter:
                 last = worker.cancels[-1]
                 out["last_cancel"] = {"generated": last.generated, "after_cancel": last.after_cancel}
         return out
+

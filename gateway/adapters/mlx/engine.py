@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
@@ -26,6 +27,9 @@ __all__ = ["Engine", "Job"]
 
 log = logging.getLogger("gateway.mlx.engine")
 
+PACE_FACTOR = 3.0  # paced: after a step, wait this many times its duration (the model runs ~1/4 of the time)...
+PACE_MAX = 0.1  # ...but never longer than this, seconds
+
 
 class Engine:
     def __init__(self, send: Callable[[WireMessage], None], load: Load) -> None:
@@ -36,6 +40,7 @@ class Engine:
         self._known: dict[str, Job] = {}  # every request not yet done, by id
         self._wake = threading.Condition()
         self._stopping = False
+        self._paced = False
         self.model: LoadedModel | None = None
 
     # ------------------------------------------------------------ reader thread
@@ -55,6 +60,11 @@ class Engine:
             job.generated_at_cancel = job.generated
             job.cancelled.set()
             self._cancels.append(request_id)
+            self._wake.notify()
+
+    def pace(self, on: bool) -> None:
+        with self._wake:
+            self._paced = on
             self._wake.notify()
 
     def stop(self) -> None:
@@ -96,7 +106,16 @@ class Engine:
             except Exception as exc:
                 log.exception("cancel failed")
                 scheduler.fail_all("model_error", f"generation failed: {type(exc).__name__}: {exc}")
+            started = time.perf_counter()
             scheduler.step()
+            self._pause(scheduler, time.perf_counter() - started)
+
+    def _pause(self, scheduler: Scheduler, step_seconds: float) -> None:
+        """Paced (another model waits for a first token): leave it the cores for a while. A new job, a cancel or
+        the end of pacing ends the pause at once."""
+        with self._wake:
+            if self._paced and not scheduler.idle and not self._jobs and not self._cancels and not self._stopping:
+                self._wake.wait(min(step_seconds * PACE_FACTOR, PACE_MAX))
 
     def _forget_and_send(self, message: WireMessage) -> None:
         if isinstance(message, Done):

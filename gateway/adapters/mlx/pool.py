@@ -20,11 +20,12 @@ import structlog
 from gateway.config import MlxSettings
 from gateway.errors import ModelUnavailable
 
-__all__ = ["Member", "WorkerPool", "default_cache_dir"]
+__all__ = ["FirstTokenWait", "Member", "WorkerPool", "default_cache_dir"]
 
 log = structlog.get_logger()
 
 JANITOR_PERIOD = (0.05, 5.0)  # bounds on how often idle models are checked, seconds
+FIRST_TOKEN_PRIORITY_SECONDS = 10.0  # how long one request waiting for its first token may pace other models
 
 
 def default_cache_dir(settings: MlxSettings) -> Path:
@@ -59,6 +60,9 @@ class Member(Protocol):
 
     async def unload(self, reason: str) -> None: ...
 
+    def pace(self, on: bool) -> None:
+        """Slow down (another model waits for a first token), or run freely again."""
+
 
 class WorkerPool:
     def __init__(self, settings: MlxSettings | None = None) -> None:
@@ -67,10 +71,12 @@ class WorkerPool:
         self._changed: asyncio.Event | None = None
         self._janitor: asyncio.Task[None] | None = None
         self.evictions = 0
+        self._first_tokens: dict[str, int] = {}  # requests waiting for their first token, by model
 
     def configure(self, settings: MlxSettings) -> None:
         """A reloaded manifest's limits apply to the next load."""
         self.settings = settings
+        self._pace()
         self.notify()
 
     @property
@@ -89,7 +95,26 @@ class WorkerPool:
     def leave(self, member: Member) -> None:
         if member in self._members:
             self._members.remove(member)
+        self._first_tokens.pop(member.name, None)
+        self._pace()
         self.notify()
+
+    # ------------------------------------------------------------ first-token priority
+
+    def waiting_first_token(self, member: Member, change: int) -> None:
+        """`member` has `change` more (or fewer) requests sent to its worker and not answered yet."""
+        count = self._first_tokens.get(member.name, 0) + change
+        if count > 0:
+            self._first_tokens[member.name] = count
+        else:
+            self._first_tokens.pop(member.name, None)
+        self._pace()
+
+    def _pace(self) -> None:
+        """Models with no request of their own waiting for a first token slow down while another has one."""
+        waiting = set(self._first_tokens) if self.settings.first_token_priority else set()
+        for member in self._members:
+            member.pace(bool(waiting) and member.name not in waiting)
 
     def notify(self) -> None:
         """Something was released or unloaded: waiting loads re-check, the janitor re-plans."""
@@ -187,4 +212,23 @@ class WorkerPool:
             "max_loaded_models": self.settings.max_loaded_models,
             "max_memory_gb": self.settings.max_memory_gb,
             "evictions": self.evictions,
+            "waiting_first_token": sorted(self._first_tokens),
         }
+
+
+class FirstTokenWait:
+    """A request sent to its worker and not answered yet: the pool paces the other models meanwhile, for at most
+    `FIRST_TOKEN_PRIORITY_SECONDS` (a request queued behind a full batch, or a very long prefill, must not slow the
+    other models for minutes). `over()` when its first output (or its end) arrives; calling it again does nothing."""
+
+    def __init__(self, pool: WorkerPool, member: Member) -> None:
+        self._pool: WorkerPool | None = pool
+        self._member = member
+        pool.waiting_first_token(member, +1)
+        self._timer = asyncio.get_running_loop().call_later(FIRST_TOKEN_PRIORITY_SECONDS, self.over)
+
+    def over(self) -> None:
+        if self._pool is not None:
+            self._timer.cancel()
+            self._pool.waiting_first_token(self._member, -1)
+            self._pool = None

@@ -34,6 +34,7 @@ from gateway.adapters.mlx.wire import (
     Memory,
     MemoryUse,
     ModelInfo,
+    Pace,
     Ready,
     Render,
     Rendered,
@@ -157,6 +158,10 @@ class WorkerProcess:
         self._streams[request.request_id] = queue
         self._send(Generate(request=request))
         return queue
+
+    def pace(self, on: bool) -> None:
+        if self.alive:
+            self._send(Pace(on=on))
 
     def close_stream(self, request_id: str, *, cancel: bool) -> None:
         if self._streams.pop(request_id, None) is not None and cancel and self.alive:

@@ -4,7 +4,7 @@ Every frame is a 4-byte big-endian length followed by one msgpack-encoded messag
 (a tagged union on `op`). Requests carry their id, so a worker holds several at once
 and interleaves their deltas (continuous batching).
 
-    gateway → worker   Load, Generate, Render, Cancel, Shutdown
+    gateway → worker   Load, Generate, Render, Cancel, Pace, Shutdown
     worker → gateway   LoadStatus, Ready, LoadFailed, Deltas, Failed, Done, Memory, Rendered, Log
 """
 
@@ -33,6 +33,7 @@ __all__ = [
     "Memory",
     "MemoryUse",
     "ModelInfo",
+    "Pace",
     "Ready",
     "Render",
     "Rendered",
@@ -75,6 +76,12 @@ class Render(_Message, tag="render"):
 
 class Cancel(_Message, tag="cancel"):
     request_id: str
+
+
+class Pace(_Message, tag="pace"):
+    """Pause between steps (`on`) while another model waits for a first token, or run freely again."""
+
+    on: bool
 
 
 class Shutdown(_Message, tag="shutdown"):
@@ -165,7 +172,7 @@ class Log(_Message, tag="log"):
 
 
 WireMessage = (
-    Load | Generate | Render | Cancel | Shutdown | LoadStatus | Ready | LoadFailed | Deltas | Failed | Done | Memory
+    Load | Generate | Render | Cancel | Pace | Shutdown | LoadStatus | Ready | LoadFailed | Deltas | Failed | Done | Memory
     | Rendered | Log
 )
 

@@ -87,7 +87,7 @@ def run_worker(sock: socket.socket, threads: int) -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
     from gateway.adapters.mlx.engine import Engine, Job
-    from gateway.adapters.mlx.wire import Cancel, FrameError, Generate, Load, Render, Shutdown, read_frame
+    from gateway.adapters.mlx.wire import Cancel, FrameError, Generate, Load, Pace, Render, Shutdown, read_frame
 
     channel = Channel(sock)
     root = logging.getLogger()
@@ -122,6 +122,8 @@ def run_worker(sock: socket.socket, threads: int) -> None:
             engine.submit(Job(message.request, render_only=True))
         elif isinstance(message, Cancel):
             engine.cancel(message.request_id)
+        elif isinstance(message, Pace):
+            engine.pace(message.on)
         elif isinstance(message, Shutdown):
             break
     engine.stop()

@@ -23,6 +23,7 @@ class Member:
         self.is_busy = busy
         self.memory = memory
         self.unloaded: list[str] = []
+        self.paced: list[bool] = []
 
     @property
     def holds_slot(self) -> bool:
@@ -43,6 +44,9 @@ class Member:
     async def unload(self, reason: str) -> None:
         self.loaded = False
         self.unloaded.append(reason)
+
+    def pace(self, on: bool) -> None:
+        self.paced.append(on)
 
 
 async def test_the_least_recently_used_idle_member_makes_room() -> None:
@@ -103,6 +107,50 @@ async def test_a_member_that_grows_past_the_cap_evicts_idle_others_but_never_bus
     await pool.enforce_memory_cap(grower)
     assert recent.unloaded and not busy.unloaded and not grower.unloaded  # nothing idle left: busy and itself stay
     assert pool.evictions == 2 and pool.over_memory_cap()
+    await pool.aclose()
+
+
+def test_models_without_a_request_waiting_for_its_first_token_are_paced_while_another_has_one() -> None:
+    pool = WorkerPool(MlxSettings())
+    a, b, c = Member("a"), Member("b"), Member("c")
+    for member in (a, b, c):
+        pool.join(member)
+    pool.waiting_first_token(b, +1)
+    assert (a.paced[-1], b.paced[-1], c.paced[-1]) == (True, False, True)
+    pool.waiting_first_token(b, +1)
+    pool.waiting_first_token(a, +1)  # a waits too: it is not slowed for b's sake
+    assert (a.paced[-1], b.paced[-1], c.paced[-1]) == (False, False, True)
+    pool.waiting_first_token(a, -1)
+    pool.waiting_first_token(b, -1)
+    assert (a.paced[-1], c.paced[-1]) == (True, True)  # b still has one
+    pool.waiting_first_token(b, -1)
+    assert (a.paced[-1], b.paced[-1], c.paced[-1]) == (False, False, False)
+    assert pool.describe()["waiting_first_token"] == []
+
+    pool.configure(MlxSettings(first_token_priority=False))
+    pool.waiting_first_token(c, +1)
+    assert (a.paced[-1], b.paced[-1]) == (False, False)  # switched off in the manifest
+    pool.leave(c)
+    assert pool.describe()["waiting_first_token"] == []
+
+
+async def test_one_request_paces_the_others_for_a_bounded_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    from gateway.adapters.mlx import pool as pool_module
+
+    monkeypatch.setattr(pool_module, "FIRST_TOKEN_PRIORITY_SECONDS", 0.05)
+    pool = WorkerPool(MlxSettings())
+    waiting, other = Member("waiting"), Member("other")
+    pool.join(waiting)
+    pool.join(other)
+    wait = pool_module.FirstTokenWait(pool, waiting)
+    assert other.paced[-1] is True
+    await asyncio.sleep(0.2)  # queued behind a full batch, say: the others are not held back any longer
+    assert other.paced[-1] is False and pool.describe()["waiting_first_token"] == []
+    wait.over()  # its first token, late: counted once only
+    again = pool_module.FirstTokenWait(pool, waiting)
+    assert other.paced[-1] is True
+    again.over()
+    assert other.paced[-1] is False
     await pool.aclose()
 
 
