@@ -228,13 +228,20 @@ def vllm_mlx_server(binary: Path, model: Path, blas: Blas, *extra: str) -> Itera
 
 
 class Results:
-    """One JSON line per measured run, in bench/results/<script>-<UTC time>.jsonl (committed with the docs)."""
+    """One JSON line per measured run, in bench/results/<script>-<UTC time>.jsonl (committed with the docs).
 
-    def __init__(self, script: str, settings: dict[str, Any]) -> None:
+    With `tee`, everything the script prints from here on also goes to the .txt next to it."""
+
+    def __init__(self, script: str, settings: dict[str, Any], tee: bool = False) -> None:
         RESULTS.mkdir(parents=True, exist_ok=True)
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
         self.path = RESULTS / f"{script}-{stamp}.jsonl"
+        self.text_path = self.path.with_suffix(".txt") if tee else None
         self._file = self.path.open("w")
+        self._tee: _Tee | None = None
+        if self.text_path is not None:
+            self._tee = _Tee(sys.stdout, self.text_path.open("w"))
+            sys.stdout = self._tee
         self.write(kind="run", script=script, machine=machine(), settings=settings)
 
     def write(self, **fields: Any) -> None:
@@ -243,6 +250,39 @@ class Results:
 
     def close(self) -> None:
         self._file.close()
+        if self._tee is not None:
+            sys.stdout = self._tee.out
+            self._tee.copy.close()
+            self._tee = None
+
+
+class _Tee:
+    """A stdout that also writes to `copy`."""
+
+    def __init__(self, out: Any, copy: Any) -> None:
+        self.out, self.copy = out, copy
+
+    def write(self, text: str) -> int:
+        self.copy.write(text)
+        return int(self.out.write(text))
+
+    def flush(self) -> None:
+        self.copy.flush()
+        self.out.flush()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.out, name)
+
+
+def public_settings(settings: dict[str, Any]) -> dict[str, Any]:
+    """A script's options as recorded: no path of this machine (directories and libraries by their last name)."""
+    out = dict(settings)
+    for key in ("cache", "peers"):
+        if out.get(key):
+            out[key] = Path(out[key]).name
+    if out.get("openblas"):
+        out["openblas"] = ":".join(Path(library).name for library in out["openblas"].split(":"))
+    return out
 
 
 def spread(values: list[float]) -> tuple[float, float, float]:

@@ -14,12 +14,20 @@ so every system generates the same tokens). The batch mode likewise runs without
         -> {"tokens": [n, ...]}  (how many tokens greedy decoding yields for each prompt, up to the limit)
     {"mode": "batch", "model": DIR, "prompts": [[messages], ...], "tokens": 256, "rounds": [n, ...]}
         -> {"rounds": [{"n", "seconds", "tokens", "aggregate_tps"}, ...]}
-        (mlx_lm's BatchGenerator with n sequences inserted at once, prompts taken in order)
+        (mlx_lm's BatchGenerator with n sequences inserted at once, prompts taken in order; with "eos": true
+        a sequence also ends at the tokenizer's EOS, as a server's does; each round also gives "counts", the
+        tokens of each of its sequences in prompt order)
     {"mode": "prefill", "model": DIR, "before": [messages], "after": [messages], "answer": 16, "repeats": 3}
         -> {"new_tokens", "prefix_tokens", "prompt_tokens", "ttft": [...]}
         (a turn's ideal: what the previous turn left in the KV cache, i.e. its prompt `before` plus its
         greedy answer of `answer` tokens, cut to the prefix it shares with this turn's prompt `after`, is
         reused; the rest is computed; time to the first text, as a streaming client sees it)
+    {"mode": "session", "model": DIR, "system": TEXT, "users": [TEXT, ...], "answer": 16}
+        -> {"turns": [{"prompt_tokens", "prefix_tokens", "ttft", "tokens", "text"}, ...]}
+        (a whole conversation, each turn's ideal: the system message, then per user turn the history so far
+        rendered; what the previous turn left in the KV cache (its prompt and its greedy answer) is reused where
+        this turn's prompt still matches it, the rest is computed, time to the first text; then the greedy answer
+        of up to `answer` tokens (EOS ends it, `tokens` counts it without the EOS), whose text joins the history)
 """
 
 from __future__ import annotations
@@ -62,7 +70,9 @@ def run(job: dict[str, Any], loaded: dict[str, Any]) -> dict[str, Any]:
                              for m in job["prompts"]]}
     elif mode == "batch":
         prompts = [render(m) for m in job["prompts"]]
-        result = {"rounds": [batch(model, prompts, n, job["tokens"], index) for index, n in enumerate(job["rounds"])]}
+        stop = [[token] for token in tokenizer.eos_token_ids] if job.get("eos") else None
+        result = {"rounds": [batch(model, prompts, n, job["tokens"], index, stop)
+                             for index, n in enumerate(job["rounds"])]}
     elif mode == "prefill":
         before = render(job["before"])
         if job.get("answer"):  # the previous turn's own answer is in its cache too: generate it the same way
@@ -70,6 +80,8 @@ def run(job: dict[str, Any], loaded: dict[str, Any]) -> dict[str, Any]:
 
             before += [r.token for r in stream_generate(model, tokenizer, before, max_tokens=job["answer"])]
         result = prefill(model, tokenizer, before, render(job["after"]), job.get("repeats", 3))
+    elif mode == "session":
+        result = {"turns": session(model, tokenizer, render, job["system"], job["users"], job["answer"])}
     else:
         raise SystemExit(f"unknown mode {mode}")
     return result
@@ -92,23 +104,29 @@ def stream(model: Any, tokenizer: Any, prompt: list[int], tokens: int) -> dict[s
             "text": "".join(text)}
 
 
-def batch(model: Any, prompts: list[list[int]], n: int, tokens: int, index: int) -> dict[str, Any]:
+def batch(model: Any, prompts: list[list[int]], n: int, tokens: int, index: int,
+          stop: list[list[int]] | None = None) -> dict[str, Any]:
     from mlx_lm.generate import BatchGenerator
 
     start = (index * n) % max(1, len(prompts) - n + 1)
     chosen = prompts[start:start + n]
-    generator = BatchGenerator(model, completion_batch_size=max(8, n), prefill_batch_size=max(8, n))
+    ends = {"stop_tokens": stop} if stop else {}  # (mlx-lm 0.32's form: a list of token sequences)
+    generator = BatchGenerator(model, completion_batch_size=max(8, n), prefill_batch_size=max(8, n), **ends)
     began = time.perf_counter()
-    generator.insert(chosen, max_tokens=[tokens] * n)
+    uids = generator.insert(chosen, max_tokens=[tokens] * n)
+    counts = dict.fromkeys(uids, 0)
     produced, finished = 0, 0
     while finished < n:
         _, responses = generator.next()
         for response in responses:
             produced += 1
             finished += response.finish_reason is not None
+            # The EOS that ends a sequence is not counted as one of its tokens.
+            counts[response.uid] += response.finish_reason != "stop" or stop is None
     seconds = time.perf_counter() - began
     generator.close()
-    return {"n": n, "seconds": seconds, "tokens": produced, "aggregate_tps": produced / seconds}
+    return {"n": n, "seconds": seconds, "tokens": produced, "aggregate_tps": produced / seconds,
+            "counts": [counts[uid] for uid in uids]}
 
 
 def prefill(model: Any, tokenizer: Any, before: list[int], after: list[int], repeats: int) -> dict[str, Any]:
@@ -136,6 +154,44 @@ def prefill(model: Any, tokenizer: Any, before: list[int], after: list[int], rep
         times.append(time.perf_counter() - began)
     return {"prefix_tokens": shared, "new_tokens": len(after) - shared, "prompt_tokens": len(after),
             "ttft": times[1:]}
+
+
+def session(model: Any, tokenizer: Any, render: Any, system: str, users: list[str], answer: int
+            ) -> list[dict[str, Any]]:
+    from mlx_lm import stream_generate
+    from mlx_lm.models.cache import make_prompt_cache, trim_prompt_cache
+
+    cache = make_prompt_cache(model)
+    held: list[int] = []  # the tokens whose keys and values the cache holds, in order
+    messages = [{"role": "system", "content": system}]
+    turns = []
+    for user in users:
+        messages.append({"role": "user", "content": user})
+        prompt = render(messages)
+        shared = 0
+        while shared < min(len(held), len(prompt) - 1) and held[shared] == prompt[shared]:
+            shared += 1
+        if len(held) > shared:  # untimed, as a server's cache lookup before the prefill
+            trim_prompt_cache(cache, len(held) - shared)
+        began = time.perf_counter()
+        first, text, generated, stopped = None, [], [], False
+        for response in stream_generate(model, tokenizer, prompt[shared:], prompt_cache=cache, max_tokens=answer):
+            if first is None and response.text:
+                first = time.perf_counter()  # the first text, as a streaming client sees it
+            text.append(response.text)
+            stopped = response.finish_reason == "stop"
+            if not stopped:
+                generated.append(response.token)
+        known = prompt + generated
+        offset = cache[0].offset
+        if offset > len(known):  # an EOS fed back: not part of what the next turn can share
+            trim_prompt_cache(cache, offset - len(known))
+        held = known[:min(offset, len(known))]
+        answer_text = "".join(text)
+        turns.append({"prompt_tokens": len(prompt), "prefix_tokens": shared, "ttft": (first or began) - began,
+                      "tokens": len(generated), "stopped": stopped, "text": answer_text})
+        messages.append({"role": "assistant", "content": answer_text})
+    return turns
 
 
 if __name__ == "__main__":

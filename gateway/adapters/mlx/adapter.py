@@ -403,6 +403,7 @@ class MlxAdapter:
         worker = self._worker
         if worker is not None:
             out["pid"] = worker.pid
+            out["threads"] = worker.threads
             out["stage"] = worker.status
             if worker.progress[1]:
                 out["progress"] = {"done": worker.progress[0], "total": worker.progress[1]}
