@@ -18,7 +18,7 @@ import llguidance
 
 from gateway.adapters.base import Capabilities, Constraint, InputGrammar
 from gateway.errors import InvalidRequest
-from gateway.grammars import GrammarError, escaped_grammar, start_name
+from gateway.grammars import GrammarError, escaped_grammar, raw_grammar, start_name
 from gateway.policies.tools import ToolPlan
 from gateway.protocol import CustomTool, FunctionTool, NamespaceTool, ResponsesRequest, Tool
 
@@ -210,7 +210,9 @@ def _input_grammars(calls: dict[str, dict[str, Any]], tools: ToolPlan, grammars:
         prefix = f"G{number}"
         try:
             rules = escaped_grammar(declared.definition, declared.syntax, prefix)
-            problem = checks.grammar("lark", f"start: {start_name(prefix)}\n{rules}")
+            raw = raw_grammar(declared.definition, declared.syntax, prefix)
+            problem = (checks.grammar("lark", f"start: {start_name(prefix)}\n{rules}")
+                       or checks.grammar("lark", f"start: {start_name(prefix)}\n{raw}"))
         except GrammarError as exc:
             problem = str(exc)
         if problem:  # e.g. a recursive grammar: not regular, so not one lexeme
@@ -219,7 +221,7 @@ def _input_grammars(calls: dict[str, dict[str, Any]], tools: ToolPlan, grammars:
                                      param=f"{declared.param}.format.definition")
             degradations.append(f"constraint:{declared.param}.format:ignore")
             continue
-        inputs[name] = InputGrammar(start=start_name(prefix), rules=rules)
+        inputs[name] = InputGrammar(start=start_name(prefix), rules=rules, raw_start=start_name(prefix), raw_rules=raw)
     return inputs
 
 

@@ -17,7 +17,7 @@ from re import _constants as sre  # type: ignore[attr-defined]
 from re import _parser as sre_parse  # type: ignore[attr-defined]
 from typing import Any
 
-__all__ = ["GrammarError", "escaped_grammar", "start_name"]
+__all__ = ["GrammarError", "escaped_grammar", "raw_grammar", "start_name"]
 
 # Characters JSON must escape, and how json.dumps writes them (the parser reads them back with json.loads).
 _SPECIAL = ['"', "\\", *[chr(c) for c in range(0x20)]]
@@ -48,8 +48,18 @@ class GrammarError(ValueError):
 def escaped_grammar(definition: str, syntax: str, prefix: str) -> str:
     """Lark terminals; the one named `start_name(prefix)` matches exactly the JSON-escaped strings of the grammar.
     `prefix` is upper case."""
+    return _terminals(definition, syntax, prefix, escape=True)
+
+
+def raw_grammar(definition: str, syntax: str, prefix: str) -> str:
+    """The same terminals for the grammar's own strings, unescaped: for call formats that carry a parameter's text
+    as it is (Qwen3-Coder's XML)."""
+    return _terminals(definition, syntax, prefix, escape=False)
+
+
+def _terminals(definition: str, syntax: str, prefix: str, *, escape: bool) -> str:
     if syntax == "regex":
-        return f"{start_name(prefix)}: {_escaped_terminal(definition, '')}\n"
+        return f"{start_name(prefix)}: {_escaped_terminal(definition, '', escape)}\n"
     if syntax != "lark":
         raise GrammarError(f"grammar syntax '{syntax}' is not one of lark, regex")
     out: list[str] = []
@@ -59,11 +69,11 @@ def escaped_grammar(definition: str, syntax: str, prefix: str) -> str:
         if match is None:
             raise GrammarError(f"cannot read the grammar at offset {position}: {definition[position:position + 20]!r}")
         position = match.end()
-        out.append(_rewrite(match, str(match.lastgroup), prefix))  # the outer group closes last
+        out.append(_rewrite(match, str(match.lastgroup), prefix, escape))  # the outer group closes last
     return "".join(out)
 
 
-def _rewrite(match: re.Match[str], kind: str, prefix: str) -> str:
+def _rewrite(match: re.Match[str], kind: str, prefix: str, escape: bool) -> str:
     text = match.group(0)
     if kind in ("space", "newline", "other", "number"):
         return text
@@ -76,17 +86,17 @@ def _rewrite(match: re.Match[str], kind: str, prefix: str) -> str:
             value = ast.literal_eval(text)
         except (ValueError, SyntaxError) as exc:
             raise GrammarError(f"cannot read the string {text}") from exc
-        return json.dumps(json.dumps(value, ensure_ascii=False)[1:-1], ensure_ascii=False)
+        return json.dumps(json.dumps(value, ensure_ascii=False)[1:-1] if escape else value, ensure_ascii=False)
     if kind == "regex":
         flags = match.group("rflags")
-        return _escaped_terminal(text[1:len(text) - len(flags) - 1].replace("\\/", "/"), flags)
+        return _escaped_terminal(text[1:len(text) - len(flags) - 1].replace("\\/", "/"), flags, escape)
     if kind == "import":
         names = [match.group("one")] if match.group("one") else re.split(r"[\s,]+", match.group("many").strip())
         lines = []
         for name in names:
             if name not in _COMMON:
                 raise GrammarError(f"%import common.{name} is not supported")
-            lines.append(f"{_name(name, prefix)}: {_escaped_terminal(_COMMON[name], '')}")
+            lines.append(f"{_name(name, prefix)}: {_escaped_terminal(_COMMON[name], '', escape)}")
         return "\n".join(lines)
     if kind == "directive":
         raise GrammarError(f"{text} is not supported in a constrained custom tool")
@@ -106,8 +116,9 @@ def start_name(prefix: str) -> str:
     return _name("start", prefix)
 
 
-def _escaped_terminal(pattern: str, flags: str) -> str:
-    """`/regex/` (engine syntax) matching the JSON-escaped strings `pattern` matches."""
+def _escaped_terminal(pattern: str, flags: str, escape: bool = True) -> str:
+    """`/regex/` (engine syntax) matching the JSON-escaped strings `pattern` matches (the strings themselves when not
+    `escape`)."""
     unsupported = set(flags) - {"s"}
     if unsupported:
         raise GrammarError(f"regex flags {''.join(sorted(unsupported))!r} are not supported")
@@ -115,45 +126,49 @@ def _escaped_terminal(pattern: str, flags: str) -> str:
         tree = sre_parse.parse(pattern, re.DOTALL if "s" in flags else 0)
     except re.error as exc:
         raise GrammarError(f"invalid regex /{pattern}/: {exc}") from exc
-    return "/" + _sequence(tree, "s" in flags) + "/"
+    return "/" + _sequence(tree, "s" in flags, escape) + "/"
 
 
-def _sequence(items: Any, dotall: bool) -> str:
-    return "".join(_node(op, arg, dotall) for op, arg in items)
+def _sequence(items: Any, dotall: bool, escape: bool) -> str:
+    return "".join(_node(op, arg, dotall, escape) for op, arg in items)
 
 
-def _node(op: Any, arg: Any, dotall: bool) -> str:
+def _node(op: Any, arg: Any, dotall: bool, escape: bool) -> str:
     if op is sre.LITERAL:
-        return _literal(chr(arg))
+        return _literal(chr(arg), escape)
     if op is sre.NOT_LITERAL:
-        return _char_class([(sre.NEGATE, None), (sre.LITERAL, arg)])
+        return _char_class([(sre.NEGATE, None), (sre.LITERAL, arg)], escape)
     if op is sre.ANY:
-        return _char_class([(sre.NEGATE, None), (sre.LITERAL, ord("\n"))] if not dotall else [(sre.CATEGORY, None)])
+        items = [(sre.NEGATE, None), (sre.LITERAL, ord("\n"))] if not dotall else [(sre.CATEGORY, None)]
+        return _char_class(items, escape)
     if op is sre.IN:
-        return _char_class(arg)
+        return _char_class(arg, escape)
     if op is sre.BRANCH:
-        return "(?:" + "|".join(_sequence(branch, dotall) for branch in arg[1]) + ")"
+        return "(?:" + "|".join(_sequence(branch, dotall, escape) for branch in arg[1]) + ")"
     if op is sre.SUBPATTERN:
-        return "(?:" + _sequence(arg[-1], dotall) + ")"
+        return "(?:" + _sequence(arg[-1], dotall, escape) + ")"
     if op in (sre.MAX_REPEAT, sre.MIN_REPEAT, getattr(sre, "POSSESSIVE_REPEAT", sre.MAX_REPEAT)):
         low, high, body = arg
         bound = "" if high is sre.MAXREPEAT else str(high)
-        return f"(?:{_sequence(body, dotall)}){{{low},{bound}}}"
+        return f"(?:{_sequence(body, dotall, escape)}){{{low},{bound}}}"
     if op is sre.AT and arg in (sre.AT_BEGINNING, sre.AT_BEGINNING_STRING, sre.AT_END, sre.AT_END_STRING):
         return ""  # a terminal is matched whole: anchors add nothing
     raise GrammarError(f"regex construct {str(op).lower()} is not supported in a constrained custom tool")
 
 
-def _literal(char: str) -> str:
-    """The JSON-escaped character as an engine regex: ASCII punctuation (and `/`, which ends a Lark regex)
-    written as a code point, since the engine does not accept every escape Python's `re.escape` writes."""
-    return "".join(c if c.isalnum() or ord(c) > 0x7F else _rs_char(ord(c))
-                   for c in json.dumps(char, ensure_ascii=False)[1:-1])
+def _literal(char: str, escape: bool = True) -> str:
+    """The JSON-escaped character (or the character, when not `escape`) as an engine regex: ASCII punctuation (and
+    `/`, which ends a Lark regex) written as a code point, since the engine does not accept every escape Python's
+    `re.escape` writes."""
+    text = json.dumps(char, ensure_ascii=False)[1:-1] if escape else char
+    return "".join(c if c.isalnum() or ord(c) > 0x7F else _rs_char(ord(c)) for c in text)
 
 
-def _char_class(items: list[tuple[Any, Any]]) -> str:
+def _char_class(items: list[tuple[Any, Any]], escape: bool = True) -> str:
     """A class as (its plain characters) | (escape sequences of the special characters it holds)."""
     python, engine = _class_sources(items)
+    if not escape:
+        return engine
     members = re.compile(python, re.DOTALL)
     specials = [c for c in _SPECIAL if members.fullmatch(c)]
     alternatives = [f"[{engine}&&{_PLAIN_CLASS}]"] + [_literal(c) for c in specials]

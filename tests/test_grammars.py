@@ -1,4 +1,5 @@
-"""The escaped grammar accepts exactly the JSON-escaped strings the tool's own grammar accepts.
+"""The escaped grammar accepts exactly the JSON-escaped strings the tool's own grammar accepts, and the raw one
+exactly the strings themselves.
 
 Each case runs the engine (byte tokenizer) on the rewritten grammar, and an independent oracle on the raw string:
 Python's `re` for regexes, the `lark` package for Lark grammars."""
@@ -14,7 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.grammars import GrammarError, escaped_grammar, start_name
+from gateway.grammars import GrammarError, escaped_grammar, raw_grammar, start_name
 
 TOKENIZER = llguidance.LLTokenizer("byte")
 
@@ -62,6 +63,18 @@ def engine_accepts(definition: str, syntax: str, raw: str) -> bool:
     return bool(matcher.consume_tokens(tokens)) and bool(matcher.is_accepting())
 
 
+def engine_accepts_raw(definition: str, syntax: str, raw: str) -> bool:
+    """The unescaped form (raw_grammar): the string itself, between two tags as in an XML call format, the value
+    and its closing tag one lexeme holding no earlier closing tag (as gateway/adapters/mlx/xml_calls.py writes it)."""
+    prefix = "G0"
+    grammar = (f'start: "<v>" VALUE\nVALUE: ({start_name(prefix)} "</v>") & ~/(?s:.*<\\/v>.+)/\n'
+               + raw_grammar(definition, syntax, prefix))
+    matcher = llguidance.LLMatcher(TOKENIZER, llguidance.grammar_from("lark", grammar), log_level=0)
+    assert not matcher.is_error(), matcher.get_error()
+    tokens = TOKENIZER.tokenize_str(f"<v>{raw}</v>")
+    return bool(matcher.consume_tokens(tokens)) and bool(matcher.is_accepting())
+
+
 def lark_parser(definition: str) -> lark.Lark:
     """The `lark` package as an independent parser. It refuses terminals that can match nothing, so `/(.*)/`
     is written `/(.+)/?` (the same language) for it."""
@@ -81,6 +94,7 @@ def test_the_patch_grammar_agrees_with_lark(raw: str) -> None:
     expected = lark_accepts(PATCH_GRAMMAR, raw)
     assert expected == (raw in PATCHES)  # the oracle itself sees the cases as written
     assert engine_accepts(PATCH_GRAMMAR, "lark", raw) == expected
+    assert engine_accepts_raw(PATCH_GRAMMAR, "lark", raw) == expected
 
 
 REGEXES = [r"[a-z]+\d{2}(\.txt|/x)?", r'[^x]*', r"(ab|c\n)+", r'"quoted" \\ .', r"\w+@\s?\S{1,3}", r"^a.b$"]
@@ -92,6 +106,7 @@ SAMPLES = ["abc12", "abc12/x", "abc12.txt", "abc1", "Abc12", "", "ab", "abc\n", 
 def test_regex_tools_accept_what_python_re_accepts(pattern: str) -> None:
     for raw in SAMPLES:
         assert engine_accepts(pattern, "regex", raw) == bool(re.fullmatch(pattern, raw)), (pattern, raw)
+        assert engine_accepts_raw(pattern, "regex", raw) == bool(re.fullmatch(pattern, raw)), (pattern, raw)
 
 
 @settings(max_examples=60, deadline=None)
@@ -99,6 +114,7 @@ def test_regex_tools_accept_what_python_re_accepts(pattern: str) -> None:
 def test_any_string_is_judged_as_re_judges_it(raw: str) -> None:
     pattern = r'(a|"|\\|\n)*[b\t\x00-\x1f é]?[^a]*'
     assert engine_accepts(pattern, "regex", raw) == bool(re.fullmatch(pattern, raw))
+    assert engine_accepts_raw(pattern, "regex", raw) == bool(re.fullmatch(pattern, raw))
 
 
 def test_names_are_prefixed_so_the_grammar_nests() -> None:

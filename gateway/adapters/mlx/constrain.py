@@ -21,13 +21,14 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
-from gateway.adapters.base import Constraint
+from gateway.adapters.base import Constraint, InputGrammar
+from gateway.adapters.mlx.xml_calls import xml_tool
 
 __all__ = ["CALL_GRAMMARS", "ConstraintError", "Constraints"]
 
 log = logging.getLogger("gateway.mlx.constrain")
 
-CALL_GRAMMARS = frozenset({"json_tools"})  # parsers whose call format has a grammar here
+CALL_GRAMMARS = frozenset({"json_tools", "qwen3_coder"})  # parsers whose call format has a grammar here
 CACHED_GRAMMARS = 64
 # Compact JSON: a model (a random one above all) cannot spend its budget on whitespace between tokens.
 COMPACT = {"whitespace_flexible": False, "item_separator": ", ", "key_separator": ": "}
@@ -79,17 +80,10 @@ class Constraints:
         if self._parser not in CALL_GRAMMARS:
             raise ConstraintError(f"This model's tool-call format ({self._parser}) has no grammar: "
                                   "tool_choice cannot be enforced.")
-        # json_tools (Hermes / Qwen): <tool_call>\n{"name": ..., "arguments": {...}}\n</tool_call>
         # One alternative per tool, split at its name, so each carries its own arguments grammar.
-        rules = []
-        for index, (name, schema) in enumerate(constraint.calls.items()):
-            head = json.dumps('{"name": ' + json.dumps(name) + ', "arguments": ')
-            wrapped = constraint.inputs.get(name)
-            if wrapped is None:
-                rules.append(f'tool{index}: {head} args{index} "}}"\nargs{index}: %json {json.dumps(_compact(schema))}')
-            else:  # a custom tool's input: the JSON string's content matches its grammar
-                opening, closing = json.dumps('{"input": "'), json.dumps('"}}')
-                rules.append(f"tool{index}: {head} {opening} {wrapped.start} {closing}\n{wrapped.rules}")
+        tool = _json_tool if self._parser == "json_tools" else xml_tool
+        rules = [tool(index, name, schema, constraint.inputs.get(name))
+                 for index, (name, schema) in enumerate(constraint.calls.items())]
         limit = 1 if not constraint.parallel else constraint.max_calls
         repeat = "" if limit == 1 else ' ("\\n" call)*' if limit is None else f' ("\\n" call)~0..{limit - 1}'
         return "\n".join([
@@ -153,6 +147,16 @@ class Constraints:
         else:
             self._compiled.move_to_end(grammar)
         return pristine.deep_copy()
+
+
+def _json_tool(index: int, name: str, schema: dict[str, Any], wrapped: InputGrammar | None) -> str:
+    """json_tools (Hermes / Qwen): <tool_call>\n{"name": ..., "arguments": {...}}\n</tool_call>."""
+    head = json.dumps('{"name": ' + json.dumps(name) + ', "arguments": ')
+    if wrapped is None:
+        return f'tool{index}: {head} args{index} "}}"\nargs{index}: %json {json.dumps(_compact(schema))}'
+    # A custom tool's input: the JSON string's content matches its grammar.
+    opening, closing = json.dumps('{"input": "'), json.dumps('"}}')
+    return f"tool{index}: {head} {opening} {wrapped.start} {closing}\n{wrapped.rules}"
 
 
 def _split_at(marker: str, before: str, reached: str) -> list[str]:
