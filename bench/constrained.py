@@ -144,7 +144,7 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=192)
     parser.add_argument("--concurrency", type=int, default=1, help="requests at once on each side (a batch)")
     args = parser.parse_args()
-    results = common.Results("constrained", vars(args))
+    results = common.Results("constrained", common.public_settings(vars(args)))
     rows = []
     with tempfile.TemporaryDirectory() as folder:
         models = {name: common.build_model(name, Path(folder)) for name in ("tiny", "small")}

@@ -73,6 +73,14 @@ def machine() -> str:
         memory = f", {int(total.split()[1]) / 2**20:.0f} GiB"
     except (OSError, StopIteration):
         pass
+    if platform.system() == "Darwin":  # no /proc: ask sysctl (the chip, e.g. "Apple M3 Max", and the memory)
+        def sysctl(name: str) -> str:
+            out = subprocess.run(["sysctl", "-n", name], capture_output=True, text=True, check=False, timeout=10)
+            return out.stdout.strip()
+
+        cpu = sysctl("machdep.cpu.brand_string") or cpu
+        if sysctl("hw.memsize").isdigit():
+            memory = f", {int(sysctl('hw.memsize')) / 2**30:.0f} GiB"
     versions = subprocess.run(
         [PYTHON, "-c", "import importlib.metadata as m; print(m.version('mlx'), m.version('mlx-lm'))"],
         capture_output=True, text=True, check=False,
@@ -161,20 +169,22 @@ def server(command: list[str], env: dict[str, str], ready: str, timeout: float =
         log.close()
 
 
-def gateway_manifest(models: dict[str, Path], **fields: Any) -> str:
-    """Manifest text: one mlx model per entry, sharing `fields` (e.g. prefix_cache_mb)."""
+def gateway_manifest(models: dict[str, Path], mlx: dict[str, Any] | None = None, **fields: Any) -> str:
+    """Manifest text: one mlx model per entry, sharing `fields` (e.g. prefix_cache_mb); `mlx` the top-level
+    mlx settings (e.g. first_token_priority)."""
     extra = "".join(f", {key}: {json.dumps(value)}" for key, value in fields.items())
     lines = [f"  - {{name: {name}, adapter: mlx, source: {json.dumps(str(path))}, preload: true{extra}}}"
              for name, path in models.items()]
-    return "server: {keepalive_seconds: 5}\nmodels:\n" + "\n".join(lines) + "\n"
+    settings = f"mlx: {json.dumps(mlx)}\n" if mlx else ""
+    return "server: {keepalive_seconds: 5}\n" + settings + "models:\n" + "\n".join(lines) + "\n"
 
 
 @contextmanager
-def gateway(models: dict[str, Path], blas: Blas, **fields: Any) -> Iterator[str]:
+def gateway(models: dict[str, Path], blas: Blas, mlx: dict[str, Any] | None = None, **fields: Any) -> Iterator[str]:
     port = free_port()
     with tempfile.TemporaryDirectory() as folder:
         manifest = Path(folder) / "gateway.yaml"
-        manifest.write_text(gateway_manifest(models, **fields))
+        manifest.write_text(gateway_manifest(models, mlx, **fields))
         command = [PYTHON, "-m", "gateway", "run", "--config", str(manifest), "--port", str(port),
                    "--log-level", "warning"]
         base = f"http://127.0.0.1:{port}"

@@ -12,12 +12,15 @@ The order within a pair is drawn at random per pair (seeded). Ratio = loaded TTF
 min / median / max, as for both TTFTs. With --openblas, everything again with those libraries preloaded in each
 worker. A worker sets OPENBLAS_NUM_THREADS (and OMP_, MKL_, VECLIB_) to its `threads`: the manifest's per-model
 `threads`, which --threads sets for both models, else the gateway's default (cores / models loaded); the threads a
-worker got are recorded as /health shows them, when it shows them. Every pair is a JSON line in
+worker got are recorded as /health shows them, when it shows them. Each setup runs with the gateway's
+`mlx.first_token_priority` on and off (--priority both, the default), so the effect of pacing the other model while
+B waits for its first token is measured in the same run. Every pair is a JSON line in
 bench/results/mlx_isolation-<UTC time>.jsonl, the printed output goes to the .txt next to it. Loopback only.
 
     .venv/bin/python bench/mlx_isolation.py [--pairs 9] [--model small] [--threads N] [--seed 1] [--openblas LIBS]
+        [--priority both|on|off]
 
-Duration on 2 cores: about a minute per BLAS setup (model build and gateway start included).
+Duration on 2 cores: about a minute per BLAS setup and priority setting (model build and gateway start included).
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ from typing import Any
 import httpx
 import mlx_common as common
 
-HEADERS = ["BLAS", "model", "threads per worker", "pairs", "B alone TTFT ms", "B while A streams TTFT ms",
+HEADERS = ["BLAS", "first-token priority", "model", "threads per worker", "pairs", "B alone TTFT ms", "B while A streams TTFT ms",
            "ratio loaded ÷ alone", "A retries"]
 B_TOKENS = 16
 A_TOKENS = 4096  # far more than A streams before it is stopped (a stop is only a bound)
@@ -117,7 +120,7 @@ def b_prompts(attempt: int) -> tuple[int, int]:
     return 100 * (1 + 2 * group) + 10 * step, 100 * (2 + 2 * group) + 10 * step
 
 
-async def measure(base: str, blas: str, args: argparse.Namespace, order: random.Random,
+async def measure(base: str, blas: str, priority: bool, args: argparse.Namespace, order: random.Random,
                   results: common.Results) -> dict[str, Any]:
     pairs: list[tuple[common.Run, common.Run]] = []
     retries = 0
@@ -141,13 +144,13 @@ async def measure(base: str, blas: str, args: argparse.Namespace, order: random.
                 alone = await ask_b(http, base, alone_index)
             if loaded is None or a_seen["ended_early"]:
                 retries += 1
-                results.write(kind="retry", blas=blas, attempt=attempt, a_prompt=a_index, a=a_seen,
+                results.write(kind="retry", blas=blas, first_token_priority=priority, attempt=attempt, a_prompt=a_index, a=a_seen,
                               reason="A's answer ended before B's request did")
                 continue
             if alone.prompt_tokens != loaded.prompt_tokens:
                 raise RuntimeError(f"B's prompts {alone_index} and {loaded_index} have {alone.prompt_tokens} and "
                                    f"{loaded.prompt_tokens} tokens: a pair must have the same length")
-            results.write(kind="pair", blas=blas, pair=pair, loaded_first=loaded_first, a_prompt=a_index, a=a_seen,
+            results.write(kind="pair", blas=blas, first_token_priority=priority, pair=pair, loaded_first=loaded_first, a_prompt=a_index, a=a_seen,
                           ratio=loaded.ttft / alone.ttft,
                           alone={"prompt": alone_index, "ttft": alone.ttft, "prompt_tokens": alone.prompt_tokens,
                                  "tokens": alone.tokens, "cached": alone.cached},
@@ -178,6 +181,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, help="each model's `threads` in the manifest (default: the "
                                                     "gateway's, cores / models loaded)")
     parser.add_argument("--seed", type=int, default=1, help="seeds the order within each pair")
+    parser.add_argument("--priority", choices=("on", "off", "both"), default="both",
+                        help="mlx.first_token_priority in the gateway's manifest; both: one run with each")
     parser.add_argument("--openblas", help="colon-separated libraries to preload (libgfortran, libopenblas)")
     parser.add_argument("--cache", default=str(Path(tempfile.gettempdir()) / "mlxgw-bench-models"))
     args = parser.parse_args()
@@ -193,20 +198,24 @@ def main() -> None:
         fields = {"threads": args.threads} if args.threads else {}
         order = random.Random(args.seed)
         rows = []
-        for blas in common.blas_setups(args.openblas):
-            with common.gateway({"a": path, "b": path}, blas, **fields) as base:
-                out = common.run_async(measure(base, blas.name, args, order, results))
+        priorities = {"both": [True, False], "on": [True], "off": [False]}[args.priority]
+        for blas, priority in [(b, p) for b in common.blas_setups(args.openblas) for p in priorities]:
+            setting = {"first_token_priority": priority}
+            with common.gateway({"a": path, "b": path}, blas, setting, **fields) as base:
+                out = common.run_async(measure(base, blas.name, priority, args, order, results))
             pairs = out["pairs"]
             threads, recorded = threads_shown(out["health"], args)
             alone = [a.ttft for a, _ in pairs]
             loaded = [b.ttft for _, b in pairs]
             ratios = [b.ttft / a.ttft for a, b in pairs]
-            results.write(kind="summary", blas=blas.name, libraries=common.public_settings(vars(args))["openblas"]
-                          if blas.libraries else None, threads=recorded, pairs=len(pairs), retries=out["retries"],
+            libraries = common.public_settings(vars(args))["openblas"] if blas.libraries else None
+            results.write(kind="summary", blas=blas.name, first_token_priority=priority, libraries=libraries,
+                          threads=recorded, pairs=len(pairs), retries=out["retries"],
                           alone_ms=common.spread([t * 1000 for t in alone]),
                           loaded_ms=common.spread([t * 1000 for t in loaded]), ratio=common.spread(ratios))
-            rows.append([blas.name, args.model, threads, len(pairs), common.fmt_spread(alone, 1000, 1),
-                         common.fmt_spread(loaded, 1000, 1), common.fmt_spread(ratios), out["retries"]])
+            rows.append([blas.name, "on" if priority else "off", args.model, threads, len(pairs),
+                         common.fmt_spread(alone, 1000, 1), common.fmt_spread(loaded, 1000, 1),
+                         common.fmt_spread(ratios), out["retries"]])
             print(common.table(HEADERS, rows[-1:]).splitlines()[-1], flush=True)
             uneven = sum(a.cached != b.cached for a, b in pairs)
             if uneven:  # b_prompts makes them equal; the gateway's cache would have to have dropped an entry

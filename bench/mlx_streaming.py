@@ -138,7 +138,7 @@ def main() -> None:
     parser.add_argument("--loaded", type=int, choices=(1, 2), default=2, help="models the gateway has loaded")
     parser.add_argument("--cache", default=str(Path(tempfile.gettempdir()) / "mlxgw-bench-models"))
     args = parser.parse_args()
-    results = common.Results("mlx_streaming", vars(args))
+    results = common.Results("mlx_streaming", common.public_settings(vars(args)), tee=True)
     print(f"machine: {common.machine()}")
     print(f"{args.tokens} new tokens per run, greedy, EOS as usual, prompts that run to the limit; {args.pairs} pairs "
           "per system after a warm-up, order random per pair; min–max in brackets; ratio = system / raw.\n")

@@ -230,7 +230,7 @@ async def bench(args: argparse.Namespace) -> None:
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     RESULTS.mkdir(parents=True, exist_ok=True)
     raw = (RESULTS / f"upstream_overhead-{stamp}.jsonl").open("w")
-    raw.write(json.dumps({"kind": "run", "settings": vars(args) | {"litellm": str(args.litellm)},
+    raw.write(json.dumps({"kind": "run", "settings": vars(args) | {"litellm": args.litellm.name if args.litellm else None},
                           "python": sys.version.split()[0], "cores": os.cpu_count()}) + "\n")
     stub_cmd = [sys.executable, __file__, "--stub", str(stub_port), "--deltas", str(args.deltas)]
     def gateway_cmd(manifest: str, port: int) -> list[str]:
