@@ -39,7 +39,6 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
-import httpx
 import mlx_common as common
 
 CLIENTS = (1, 4, 8)
@@ -47,8 +46,7 @@ HEADERS = ["system", "BLAS", "streams", "rounds", "tokens per stream", "tok/s", 
            "ratio to raw", "TTFT ms (median of round)", "refused or failed"]
 
 
-def messages(index: int) -> list[dict[str, str]]:
-    return [{"role": "user", "content": common.prompt_text(index)}]
+
 
 
 def runnable_prompts(raw: common.RawWorker, path: Path, tokens: int, wanted: int) -> tuple[list[int], int]:
@@ -62,27 +60,11 @@ def runnable_prompts(raw: common.RawWorker, path: Path, tokens: int, wanted: int
             raise RuntimeError(f"only {len(found)} of {limit} prompts run to {tokens} tokens on {path.name}")
         batch = list(range(index, index + 16))
         job = {"mode": "batch", "model": str(path), "tokens": tokens, "eos": True, "rounds": [len(batch)],
-               "prompts": [messages(i) for i in batch]}
+               "prompts": [common.user_messages(i) for i in batch]}
         counts = raw(job)["rounds"][0]["counts"]
         found += [i for i, n in zip(batch, counts, strict=True) if n == tokens]
         index += 16
     return found[:wanted], index - 1
-
-
-def requester(http: httpx.AsyncClient, kind: str, base: str, model: str, tokens: int
-              ) -> Callable[[int], Awaitable[common.Run]]:
-    async def request(index: int) -> common.Run:
-        try:
-            if kind == "responses":
-                body = {"model": model, "input": messages(index)[0]["content"], "temperature": 0,
-                        "max_output_tokens": tokens, "store": False}
-                return await common.stream_responses(http, base, body)
-            body = {"model": model, "messages": messages(index), "temperature": 0, "max_tokens": tokens}
-            return await common.stream_chat(http, base, body)
-        except httpx.HTTPError as exc:  # a dropped stream is a failed request, counted like a refused one
-            return common.Run(time.perf_counter(), error=f"{type(exc).__name__}: {exc}")
-
-    return request
 
 
 async def server_round(request: Callable[[int], Awaitable[common.Run]], chosen: list[int]
@@ -99,7 +81,7 @@ async def measure(label: str, kind: str, base: str, model: str, raw: common.RawW
     rows = []
     offset = 0
     async with common.client(limit=32) as http:
-        request = requester(http, kind, base, model, args.tokens)
+        request = common.requester(http, kind, base, model, args.tokens, failures=True)
         for n in CLIENTS:
             first_side = order.randrange(2)
             tps, raw_tps, ratios, ttfts, bad = [], [], [], [], 0
@@ -107,7 +89,7 @@ async def measure(label: str, kind: str, base: str, model: str, raw: common.RawW
                 chosen = prompts[offset:offset + n]
                 offset += n
                 job = {"mode": "batch", "model": str(path), "tokens": args.tokens, "eos": True, "rounds": [n],
-                       "prompts": [messages(i) for i in chosen]}
+                       "prompts": [common.user_messages(i) for i in chosen]}
                 raw_first = (r + first_side) % 2 == 0
                 if raw_first:
                     base_round = (await asyncio.to_thread(raw, job))["rounds"][0]

@@ -19,7 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,6 +53,33 @@ FILLER = (
 def prompt_text(index: int, salt: str = "") -> str:
     """A unique first line per request, so no server can answer from a cached prompt."""
     return f"Request {index:03d}{salt}. {FILLER}"
+
+
+def user_messages(index: int) -> list[dict[str, str]]:
+    """Prompt `index` as a one-message conversation (its own first line, so no server answers from a cached prompt)."""
+    return [{"role": "user", "content": prompt_text(index)}]
+
+
+def requester(http: httpx.AsyncClient, kind: str, base: str, model: str, tokens: int, *, failures: bool = False
+              ) -> Callable[[int], Awaitable[Run]]:
+    """Greedy streaming requests for prompt `index`, `tokens` long: /v1/responses (`kind` "responses", unstored) or
+    /v1/chat/completions. One keep-alive client for all of a system's runs, as an agent's would be. With `failures`,
+    a dropped stream comes back as a failed Run (counted like a refused request) instead of raising."""
+
+    async def request(index: int) -> Run:
+        try:
+            if kind == "responses":
+                body = {"model": model, "input": prompt_text(index), "temperature": 0, "max_output_tokens": tokens,
+                        "store": False}
+                return await stream_responses(http, base, body)
+            body = {"model": model, "messages": user_messages(index), "temperature": 0, "max_tokens": tokens}
+            return await stream_chat(http, base, body)
+        except httpx.HTTPError as exc:
+            if not failures:
+                raise
+            return Run(time.perf_counter(), error=f"{type(exc).__name__}: {exc}")
+
+    return request
 
 
 # ---------------------------------------------------------------- machine and models

@@ -22,20 +22,18 @@ import argparse
 import asyncio
 import random
 import tempfile
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
-import httpx
 import mlx_common as common
 
 HEADERS = ["system", "model", "pairs", "tokens", "e2e ratio", "decode ratio", "raw TTFT ms", "TTFT ms",
            "TTFT overhead ms"]
 
 
-def messages(index: int) -> list[dict[str, str]]:
-    return [{"role": "user", "content": common.prompt_text(index)}]
+
 
 
 def runnable_prompts(raw: common.RawWorker, path: Path, tokens: int, wanted: int, start: int) -> list[int]:
@@ -48,39 +46,26 @@ def runnable_prompts(raw: common.RawWorker, path: Path, tokens: int, wanted: int
             raise RuntimeError(f"only {len(found)} of 200 prompts run to {tokens} tokens on {path.name}")
         batch = list(range(index, index + 8))
         counts = raw({"mode": "probe", "model": str(path), "tokens": tokens,
-                      "prompts": [messages(i) for i in batch]})["tokens"]
+                      "prompts": [common.user_messages(i) for i in batch]})["tokens"]
         found += [i for i, n in zip(batch, counts, strict=True) if n == tokens]
         index += 8
     return found[:wanted]
-
-
-def requester(http: httpx.AsyncClient, kind: str, base: str, model: str, tokens: int
-              ) -> Callable[[int], Awaitable[common.Run]]:
-    """One keep-alive client connection for all of a system's runs, as an agent's would be."""
-
-    async def request(index: int) -> common.Run:
-        if kind == "responses":
-            body = {"model": model, "input": messages(index)[0]["content"], "temperature": 0,
-                    "max_output_tokens": tokens, "store": False}
-            return await common.stream_responses(http, base, body)
-        body = {"model": model, "messages": messages(index), "temperature": 0, "max_tokens": tokens}
-        return await common.stream_chat(http, base, body)
-
-    return request
 
 
 async def measure(label: str, name: str, kind: str, base: str, model: str, raw: common.RawWorker, path: Path,
                   prompts: list[int], args: argparse.Namespace, order: random.Random, results: common.Results,
                   ) -> list[Any]:
     async with common.client() as http:
-        request = requester(http, kind, base, model, args.tokens)
+        request = common.requester(http, kind, base, model, args.tokens)
         warm = await request(prompts[0])  # warm-up of the server and its connection (not counted)
         if warm.error:
             raise RuntimeError(f"{label}: {warm.error}")
-        await asyncio.to_thread(raw, {"mode": "stream", "model": str(path), "tokens": 8, "prompts": [messages(0)]})
+        await asyncio.to_thread(raw, {"mode": "stream", "model": str(path), "tokens": 8,
+                                      "prompts": [common.user_messages(0)]})
         pairs = []
         for pair, index in enumerate(prompts[1:]):
-            job = {"mode": "stream", "model": str(path), "tokens": args.tokens, "prompts": [messages(index)]}
+            job = {"mode": "stream", "model": str(path), "tokens": args.tokens,
+                   "prompts": [common.user_messages(index)]}
             raw_first = order.random() < 0.5
             if raw_first:
                 base_run = (await asyncio.to_thread(raw, job))["runs"][0]

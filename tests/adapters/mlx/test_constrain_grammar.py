@@ -107,13 +107,18 @@ def _parses(parser: Any, text: str) -> bool:
     return True
 
 
-def test_a_regex_tool_input_always_matches(base: str) -> None:
+def assert_regex_tool_inputs_match(base: str) -> None:
+    """50 forced calls to the regex tool on `base`'s tiny model: every input matches the regex (Python's `re`)."""
     answers = many(base, {"tools": [TICKET], "tool_choice": "required", "parallel_tool_calls": False},
                    degraded="tool:ticket:wrap")
     inputs = custom_calls(answers, "ticket")
     assert len(inputs) == 50
     for text in inputs:
         assert re.fullmatch(TICKET["format"]["definition"], text), text
+
+
+def test_a_regex_tool_input_always_matches(base: str) -> None:
+    assert_regex_tool_inputs_match(base)
 
 
 def test_max_tool_calls_bounds_forced_calls(base: str) -> None:
