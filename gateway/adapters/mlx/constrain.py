@@ -3,7 +3,8 @@ processor on that request's row only lets through the tokens the grammar allows.
 
 The grammar is Lark with llguidance's `%json` for schemas. Tool calls are written in the model's own call format
 (`CALL_GRAMMARS`, keyed by mlx-lm parser name), so the usual parser turns them into calls. A prompt that ends
-inside an open think block leaves the model free until the think end; the constraint starts there.
+inside an open think block leaves the model free until the think end; the constraint starts there. A thinking
+model whose template did not open one may open it itself as its first output: that block is free too.
 
 Compiling is the costly part (the tokenizer once per model, each grammar once): a pristine matcher per grammar
 text is cached and copied per request. The engine's fuel limits bound compile and per-token mask time; a grammar
@@ -41,23 +42,29 @@ class ConstraintError(Exception):
 class Constraints:
     """Per loaded model: its llguidance tokenizer and compiled grammars."""
 
-    def __init__(self, tokenizer: Any, parser_name: str | None, think_end: str | None) -> None:
+    def __init__(self, tokenizer: Any, parser_name: str | None, think_end: str | None,
+                 think_start: str | None = None) -> None:
         self._hf = tokenizer
         self._parser = parser_name
         self._think_end = think_end
+        self._think_start = think_start
         self._tokenizer: Any = None
         self._compiled: OrderedDict[str, Any] = OrderedDict()
 
-    def processor(self, constraint: Constraint, prompt_length: int, thinking: bool) -> Callable[[Any, Any], Any] | None:
+    def processor(self, constraint: Constraint, prompt_length: int, thinking: bool,
+                  may_think: bool = True) -> Callable[[Any, Any], Any] | None:
         """A logits processor enforcing `constraint` from the first generated token (after the open think block
-        when `thinking`); None for optional calls in a call format with no grammar here (left to the parser)."""
+        when `thinking`, or one the model opens itself when `may_think`); None for optional calls in a call format
+        with no grammar here (left to the parser)."""
         if constraint.optional and self._parser not in CALL_GRAMMARS:
             return None
-        grammar = self.grammar(constraint, thinking)
+        grammar = self.grammar(constraint, thinking, may_think)
         matcher = self._matcher(grammar)
         return _Processor(matcher, prompt_length, self._eos())
 
-    def grammar(self, constraint: Constraint, thinking: bool) -> str:
+    def grammar(self, constraint: Constraint, thinking: bool, may_think: bool = True) -> str:
+        """`thinking`: the prompt ends inside an open think block; `may_think`: the request asks for reasoning, so
+        a think block the model opens itself as its first output is left free."""
         if constraint.calls:
             body = self._calls(constraint)
             if constraint.optional:  # text, then perhaps calls: the marker that opens a call switches over
@@ -65,7 +72,16 @@ class Constraints:
         else:
             body = "answer\nanswer: %json " + json.dumps(_compact(constraint.schema or {"type": "object"}))
         if not (thinking and self._think_end):
-            return "start: " + body
+            if constraint.optional or not may_think or not self._think_start or not self._think_end:
+                return "start: " + body
+            # The template did not open a think block, but a thinking model may open one itself: it stays free, and
+            # the answer or the call is held from its end (or from the first token when the model does not think).
+            first, _, rules = body.partition("\n")
+            opening, closing = self._token(self._think_start), self._token(self._think_end)
+            if self._special(self._think_end) is not None:
+                return f"start: ({opening} /(?s:.*)/ {closing})? {first}\n{rules}"
+            thought = _split_at(self._think_end, "THINKING", "THOUGHT")[1]
+            return "\n".join([f"start: ({opening} THOUGHT)? {first}", rules, thought])
         think_end = self._token(self._think_end)
         if not constraint.optional:
             return f"start: /(?s:.*)/ {think_end} {body}"

@@ -54,7 +54,8 @@ class Scheduler:
         self.max_batch = spec.max_batch if model.batchable else 1
         self.prefix = PrefixCache(int(spec.prefix_cache_mb * 2**20))
         self._samplers = Samplers()
-        self._constraints = Constraints(model.tokenizer, model.parser_name, model.markers.think_end)
+        self._constraints = Constraints(model.tokenizer, model.parser_name, model.markers.think_end,
+                                        model.markers.think_start)
         self._waiting: deque[Slot] = deque()
         self._solo: tuple[Slot, SoloDecoder] | None = None
         self._batch: dict[int, Slot] = {}

@@ -14,6 +14,7 @@ from gateway.adapters.base import GenerationRequest
 from gateway.adapters.mlx import mlxlm
 from gateway.adapters.mlx.constrain import Constraints
 from gateway.adapters.mlx.model import LoadedModel
+from gateway.adapters.mlx.render import THINKING_OFF
 from gateway.adapters.mlx.sequence import TokenSequence
 from gateway.config import MlxTesting
 
@@ -71,7 +72,9 @@ class Slot:
         self.processors = _testing_processors(model, request, len(self.prompt), testing)
         if request.constraint is not None and constraints is not None:
             thinking = model.initial_state(self.prompt) == "reasoning"
-            enforce = constraints.processor(request.constraint, len(self.prompt), thinking)
+            # A request that asks for reasoning may get it even where the template does not open the think block.
+            may_think = request.reasoning_effort is not None and request.reasoning_effort not in THINKING_OFF
+            enforce = constraints.processor(request.constraint, len(self.prompt), thinking, may_think)
             if enforce is not None:
                 self.processors = [*(self.processors or []), enforce]  # last: it sees what the others left
         self.cached = 0  # prompt tokens served from the prefix cache

@@ -135,3 +135,51 @@ def test_held_calls_force_nothing_inside_an_open_think_block() -> None:
     assert matcher("thought</think>Done.").is_accepting()
     after = matcher('thought</think>Now <tool_call>\n{"name": "')
     assert not after.is_accepting() and not after.consume_tokens(tokenizer.tokenize_str("x"))  # held: a tool name
+
+
+@pytest.mark.parametrize("special", [False, True])
+def test_a_think_block_the_model_opens_itself_stays_free(special: bool) -> None:
+    """The template did not open a think block (thinking=False), but the model may: its thinking is free and the
+    answer is held from the think end; a model that does not think is held from its first token. The markers are
+    plain text (one token per byte) or special tokens."""
+    import llguidance
+
+    from gateway.adapters.base import Constraint
+    from gateway.adapters.mlx.constrain import Constraints
+
+    class Bytes:
+        def encode(self, text: str, add_special_tokens: bool = False) -> list[int]:
+            return [0] if special and text in ("<think>", "</think>") else list(text.encode())
+
+    schema = {"type": "object", "properties": {"a": {"type": "integer"}}, "required": ["a"],
+              "additionalProperties": False}
+    constraints = Constraints(Bytes(), "json_tools", "</think>", "<think>")
+    tokenizer = constraints._tokenizer = llguidance.LLTokenizer("byte")
+    if special:  # the byte tokenizer's one special token stands for both markers
+        constraints._special = lambda text: 0 if text in ("<think>", "</think>") else None  # type: ignore[method-assign]
+    grammar = constraints.grammar(Constraint(schema=schema), thinking=False)
+
+    def accepts(*pieces: str | int) -> bool:
+        matcher = llguidance.LLMatcher(tokenizer, llguidance.grammar_from("lark", grammar), log_level=0)
+        assert not matcher.is_error(), matcher.get_error()
+        tokens = [t for p in pieces for t in ([p] if isinstance(p, int) else tokenizer.tokenize_str(p))]
+        return bool(matcher.consume_tokens(tokens)) and bool(matcher.is_accepting())
+
+    opening, closing = (0, 0) if special else ("<think>", "</think>")
+    assert accepts('{"a": 1}')
+    assert accepts(opening, "free { thoughts", closing, '{"a": 12}')
+    assert not accepts(opening, "free", closing, "not json")
+    assert not accepts("no think block: ", '{"a": 1}')
+
+
+def test_a_json_answer_after_a_think_block_the_model_opened_itself(base: str) -> None:
+    # The request asks for reasoning but the template opened no think block; the test hook makes the model open and
+    # close one itself, then it writes the answer on its own, held to the schema.
+    fmt = {"type": "json_schema", "name": "move", "schema": MOVE, "strict": True}
+    body = {"input": "<think>\x1fI will move.\x1f</think>\x1e", "text": {"format": fmt}, "reasoning": {"effort": "low"}}
+    answers = many(base, body, runs=20)
+    for answer in answers:
+        assert answer["status"] == "completed", answer
+        reasoning, message = answer["output"]
+        assert reasoning["type"] == "reasoning" and "I will move." in json.dumps(reasoning)
+        jsonschema.validate(json.loads(message["content"][0]["text"]), MOVE)
