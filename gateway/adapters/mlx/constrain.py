@@ -29,7 +29,10 @@ __all__ = ["CALL_GRAMMARS", "ConstraintError", "Constraints"]
 
 log = logging.getLogger("gateway.mlx.constrain")
 
-CALL_GRAMMARS = frozenset({"json_tools", "qwen3_coder"})  # parsers whose call format has a grammar here
+CALL_GRAMMARS = frozenset({"json_tools", "qwen3_coder", "mistral"})  # parsers whose call format has a grammar here
+# The markers of each format, as its mlx-lm parser module declares them (mistral has no end marker).
+CALL_MARKERS = {"json_tools": ("<tool_call>", "</tool_call>"), "qwen3_coder": ("<tool_call>", "</tool_call>"),
+                "mistral": ("[TOOL_CALLS]", "")}
 CACHED_GRAMMARS = 64
 # Compact JSON: a model (a random one above all) cannot spend its budget on whitespace between tokens.
 COMPACT = {"whitespace_flexible": False, "item_separator": ", ", "key_separator": ": "}
@@ -93,21 +96,31 @@ class Constraints:
                            *_split_at(self._think_end, "THINKING", "THOUGHT")])
 
     def _calls(self, constraint: Constraint) -> str:
+        """The calls, from their opening marker on: `OPENER after`, then the rules `after` uses."""
         if self._parser not in CALL_GRAMMARS:
             raise ConstraintError(f"This model's tool-call format ({self._parser}) has no grammar: "
                                   "tool_choice cannot be enforced.")
-        # One alternative per tool, split at its name, so each carries its own arguments grammar.
-        tool = _json_tool if self._parser == "json_tools" else xml_tool
-        rules = [tool(index, name, schema, constraint.inputs.get(name))
+        opener, _ = CALL_MARKERS[str(self._parser)]
+        after, rules = self._after_opener(constraint)
+        return f"{self._token(opener)} {after}\n{rules}"
+
+    def _after_opener(self, constraint: Constraint) -> tuple[str, str]:
+        """(what follows the first call's opening marker, the rules it uses). One alternative per tool, split at its
+        name, so each carries its own arguments grammar."""
+        parser = str(self._parser)
+        opener, closer = CALL_MARKERS[parser]
+        tool = {"json_tools": _json_tool, "qwen3_coder": xml_tool, "mistral": _mistral_tool}[parser]
+        tools = [tool(index, name, schema, constraint.inputs.get(name))
                  for index, (name, schema) in enumerate(constraint.calls.items())]
+        body = "body: " + " | ".join(f"tool{i}" for i in range(len(constraint.calls)))
         limit = 1 if not constraint.parallel else constraint.max_calls
-        repeat = "" if limit == 1 else ' ("\\n" call)*' if limit is None else f' ("\\n" call)~0..{limit - 1}'
-        return "\n".join([
-            f"call{repeat}",
-            f'call: {self._token("<tool_call>")} "\\n" body "\\n" {self._token("</tool_call>")}',
-            "body: " + " | ".join(f"tool{i}" for i in range(len(constraint.calls))),
-            *rules,
-        ])
+        if parser == "mistral":  # [TOOL_CALLS]name[ARGS]{...}name[ARGS]{...}: one marker, no separator
+            more = "" if limit == 1 else " body*" if limit is None else f" body~0..{limit - 1}"
+            return f"body{more}", "\n".join([body, *tools])
+        # <tool_call>\n...\n</tool_call>, again after a newline for each further call
+        more = "" if limit == 1 else ' ("\\n" call)*' if limit is None else f' ("\\n" call)~0..{limit - 1}'
+        return f'"\\n" body "\\n" {self._token(closer)}{more}', "\n".join([
+            f'call: {self._token(opener)} "\\n" body "\\n" {self._token(closer)}', body, *tools])
 
     def _text_or_calls(self, calls: str) -> str:
         """Free text, then perhaps the calls. A special-token opener cannot be written as text, so after any text it
@@ -115,14 +128,11 @@ class Constraints:
         the text: a text-only answer never contains it (FREE_TEXT), and text that reaches it (OPENED, one lexeme
         ending at its first occurrence) goes on as a held call."""
         first, _, rules = calls.partition("\n")
-        if self._special("<tool_call>") is not None:
+        opener = CALL_MARKERS[str(self._parser)][0]
+        if self._special(opener) is not None:
             return f"(/(?s:.*)/ ({first})?)\n{rules}"
-        return "\n".join([
-            f"(FREE_TEXT | OPENED {first.replace('call', 'opened_call', 1)})",
-            rules,
-            f'opened_call: "\\n" body "\\n" {self._token("</tool_call>")}',
-            *_split_at("<tool_call>", "FREE_TEXT", "OPENED"),
-        ])
+        after = first.removeprefix(self._token(opener)).strip()
+        return "\n".join([f"(FREE_TEXT | OPENED {after})", rules, *_split_at(opener, "FREE_TEXT", "OPENED")])
 
     def _token(self, text: str | None) -> str:
         """A marker as the grammar names it: the special token when it is one, else its text."""
@@ -172,6 +182,15 @@ def _json_tool(index: int, name: str, schema: dict[str, Any], wrapped: InputGram
         return f'tool{index}: {head} args{index} "}}"\nargs{index}: %json {json.dumps(_compact(schema))}'
     # A custom tool's input: the JSON string's content matches its grammar.
     opening, closing = json.dumps('{"input": "'), json.dumps('"}}')
+    return f"tool{index}: {head} {opening} {wrapped.start} {closing}\n{wrapped.rules}"
+
+
+def _mistral_tool(index: int, name: str, schema: dict[str, Any], wrapped: InputGrammar | None) -> str:
+    """mistral: [TOOL_CALLS]NAME[ARGS]{...arguments...}, calls one after another."""
+    head = json.dumps(f"{name}[ARGS]")
+    if wrapped is None:
+        return f"tool{index}: {head} args{index}\nargs{index}: %json {json.dumps(_compact(schema))}"
+    opening, closing = json.dumps('{"input": "'), json.dumps('"}')
     return f"tool{index}: {head} {opening} {wrapped.start} {closing}\n{wrapped.rules}"
 
 

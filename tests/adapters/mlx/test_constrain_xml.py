@@ -1,4 +1,5 @@
-"""Qwen3-Coder's XML call format (mlx-lm's `qwen3_coder` parser) held to the tools' schemas and grammars.
+"""Call formats other than json_tools held to the tools' schemas and grammars: Qwen3-Coder's XML (mlx-lm's
+`qwen3_coder` parser) and Mistral's `[TOOL_CALLS]name[ARGS]{...}` (`mistral`).
 
 The grammar alone (byte tokenizer, xml_calls.py) against mlx-lm's own parser as the reader; then through HTTP and a
 real worker: the random dummy model set to the qwen3_coder call format calls the tools it is forced to, and every
@@ -88,7 +89,8 @@ models:
   - {{name: tiny, adapter: mlx, source: dummy, prefix_cache_mb: 0, max_batch: 8, tool_parser: qwen3_coder}}
   - {{name: steered, adapter: mlx, source: dummy, prefix_cache_mb: 0, max_batch: 8, tool_parser: qwen3_coder,
       testing: {{force: last_user}}}}
-  - {{name: other-format, adapter: mlx, source: dummy, prefix_cache_mb: 0, tool_parser: mistral}}
+  - {{name: mistral, adapter: mlx, source: dummy, prefix_cache_mb: 0, max_batch: 8, tool_parser: mistral}}
+  - {{name: other-format, adapter: mlx, source: dummy, prefix_cache_mb: 0, tool_parser: pythonic}}
 """
     with serve(parse_config(manifest)) as url:
         yield url
@@ -130,3 +132,35 @@ def test_a_call_format_with_no_grammar_says_the_call_was_not_enforced(base: str)
     answer = httpx.post(f"{base}/v1/responses", json=body, timeout=60)
     assert answer.status_code == 200, answer.text
     assert answer.headers["x-gateway-degraded"] == "constraint:tool_choice:ignore"
+
+
+def _mistral_accepts(constraint: Constraint, text: str) -> bool:
+    constraints = Constraints(_Bytes(), "mistral", None)
+    constraints._tokenizer = BYTES
+    matcher = llguidance.LLMatcher(BYTES, llguidance.grammar_from("lark", constraints.grammar(constraint, False)),
+                                   log_level=0)
+    assert not matcher.is_error(), matcher.get_error()
+    return bool(matcher.consume_tokens(BYTES.tokenize_str(text))) and bool(matcher.is_accepting())
+
+
+def test_mistral_calls_are_what_its_parser_reads() -> None:
+    from mlx_lm.tool_parsers import mistral
+
+    two = '[TOOL_CALLS]f[ARGS]{"path": "a", "count": 1, "mode": "fast"}f[ARGS]{"path": "b", "count": 2, "mode": "slow"}'
+    assert _mistral_accepts(Constraint(calls={"f": MIXED}), two)
+    calls = mistral.parse_tool_call(two.removeprefix("[TOOL_CALLS]"))
+    assert [c["name"] for c in calls] == ["f", "f"]
+    for call in calls:
+        jsonschema.validate(call["arguments"], MIXED)
+    assert not _mistral_accepts(Constraint(calls={"f": MIXED}, parallel=False), two)  # one call only
+    assert not _mistral_accepts(Constraint(calls={"f": MIXED}), '[TOOL_CALLS]f[ARGS]{"path": "a"}')  # not valid
+
+
+@pytest.mark.mlx
+def test_forced_calls_in_mistral_format_are_schema_valid(base: str) -> None:
+    found = calls(many(base, {"model": "mistral", "tools": TOOLS, "tool_choice": "required",
+                              "parallel_tool_calls": False}))
+    assert len(found) == 50
+    for call in found:
+        jsonschema.validate(json.loads(call["arguments"]), SCHEMAS[call["name"]])
+    assert httpx.get(f"{base}/health", timeout=10).json()["models"]["mistral"]["tool_parser"] == "mistral"
