@@ -225,6 +225,11 @@ def item_to_wire(item: Any) -> dict[str, Any]:
     if isinstance(item, UnknownItem):
         return {"type": item.item_type, **item.data}
     wire = msgspec.to_builtins(item)
+    if wire.get("type") == "message" and isinstance(wire.get("content"), str):
+        # Listed as the API lists it: a message's text is always a list of parts, whatever short form it came in.
+        text = wire["content"]
+        wire["content"] = [{"type": "output_text", "text": text, "annotations": []} if wire.get("role") == "assistant"
+                           else {"type": "input_text", "text": text}]
     for field in ("content", "output"):
         parts = getattr(item, field, None)
         if isinstance(parts, list):

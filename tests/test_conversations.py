@@ -41,8 +41,8 @@ def seen_by_model(response: Any) -> list[str]:
 def texts(page: Any) -> list[str]:
     out = []
     for item in page.data:
-        content = item.content
-        out.append(content if isinstance(content, str) else content[0].text)
+        assert isinstance(item.content, list), item  # listed as parts, whatever short form the item came in
+        out.append(item.content[0].text)
     return out
 
 
@@ -89,6 +89,22 @@ def test_the_life_of_a_conversation(sdk: OpenAI) -> None:
         sdk.conversations.retrieve(conversation.id)
     with pytest.raises(openai.NotFoundError):
         sdk.responses.create(model="echo", input="hi", conversation=conversation.id)
+
+
+def test_short_form_messages_are_listed_as_parts(sdk: OpenAI) -> None:
+    base = str(sdk.base_url).rstrip("/")
+    items = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"},
+             {"type": "message", "role": "developer", "content": "be brief"}]
+    created = httpx.post(f"{base}/conversations", json={"items": items}, timeout=10).json()
+    listed = httpx.get(f"{base}/conversations/{created['id']}/items", params={"order": "asc"}, timeout=10).json()
+    assert [item["content"] for item in listed["data"]] == [
+        [{"type": "input_text", "text": "hi"}],
+        [{"type": "output_text", "text": "hello", "annotations": []}],
+        [{"type": "input_text", "text": "be brief"}],
+    ]
+    response = sdk.responses.create(model="echo", input="plain string input")
+    inputs = httpx.get(f"{base}/responses/{response.id}/input_items", timeout=10).json()["data"]
+    assert [item["content"] for item in inputs] == [[{"type": "input_text", "text": "plain string input"}]]
 
 
 def test_streaming_and_background_responses_in_a_conversation(sdk: OpenAI) -> None:
