@@ -165,6 +165,13 @@ def probes(client: Client) -> dict[str, Callable[[str | None], str]]:
         assert status == 200
         return "liveness" if set(body) == {"ready"} else models_seen(set(body["models"]))
 
+    def head(path: str) -> Callable[[str | None], str]:
+        """HEAD /health and /ready: the status code only, for anyone (no body, so nothing to limit)."""
+        def probe(key: str | None) -> str:
+            status, body = client.call("HEAD", path, key=key)
+            return "all" if (status, body) == (200, "") else f"unexpected {status} {body!r}"
+        return probe
+
     def status_json(key: str | None) -> str:
         for model in ("a", "b"):  # recent requests of both models (the list keeps the last 50)
             create(client, model, store=False)
@@ -205,6 +212,8 @@ def probes(client: Client) -> dict[str, Callable[[str | None], str]]:
         "item_reference": item_reference,
         "GET /health": health,
         "GET /ready": ready,
+        "HEAD /health": head("/health"),
+        "HEAD /ready": head("/ready"),
         "GET /status.json": status_json,
         "GET /metrics": metrics,
         "GET /": page,
@@ -332,7 +341,7 @@ def test_every_route_answers_the_same_however_its_path_is_spelled(gateway: Clien
                         # Another spelling reaches the same rule (same answer) or no route (404/405), never more.
                         assert status in (canonical, 404, 405), (method, path, variant, caller, canonical, body)
                     walked += 1
-    assert walked == 4 * 23  # 23 routes and methods (the README table's route rows), for each kind of caller
+    assert walked == 4 * 25  # 25 routes and methods (the README table's route rows), for each kind of caller
 
 
 def test_every_route_declares_its_access() -> None:

@@ -87,6 +87,9 @@ def test_only_broken_models_keep_the_gateway_out(monkeypatch: pytest.MonkeyPatch
                                      "store": "ok", "models": {"broken": "failed"}, "unavailable": ["broken"]}
         anonymous = httpx.get(f"{base}/ready", timeout=10)
         assert (anonymous.status_code, anonymous.json()) == (503, {"ready": False})  # no key: the verdict only
+        probe = httpx.head(f"{base}/ready", timeout=10)  # balancers that probe with HEAD get the same verdict
+        assert (probe.status_code, probe.content) == (503, b"")
+        assert httpx.head(f"{base}/health", timeout=10).status_code == 200  # alive
 
 
 def test_a_store_that_stops_answering_takes_the_gateway_out(tmp_path: Path) -> None:
@@ -114,7 +117,9 @@ def test_a_store_that_stops_answering_takes_the_gateway_out(tmp_path: Path) -> N
 
 def test_a_draining_gateway_is_not_ready(client: TestClient) -> None:
     assert client.get("/ready").status_code == 200
+    assert client.head("/ready").status_code == 200
     client.app.state.runtime.draining = True  # what SIGTERM sets before the grace period
+    assert client.head("/ready").status_code == 503
     answer = client.get("/ready")
     assert answer.status_code == 503
     assert answer.json()["problems"] == ["draining: the gateway is shutting down"]

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from litestar import Request, get
+from litestar import Request, get, head
 from litestar import Response as HttpResponse
 
 from gateway.access import ACCESS, Access, Caller, caller_of
@@ -107,6 +107,19 @@ async def ready(request: Request[Any, Any, Any]) -> HttpResponse[bytes]:
     return json_response(body, status=status)
 
 
+@head("/health", opt={ACCESS: Access.PUBLIC})
+async def health_head() -> HttpResponse[None]:
+    """HEAD /health: alive (load balancers and uptime checks that probe with HEAD)."""
+    return HttpResponse(None, status_code=200)
+
+
+@head("/ready", opt={ACCESS: Access.PUBLIC})
+async def ready_head(request: Request[Any, Any, Any]) -> HttpResponse[None]:
+    """HEAD /ready: the status code of GET /ready, without a body."""
+    problems = readiness(await gateway_state(request), request.app.state.runtime.draining)
+    return HttpResponse(None, status_code=200 if not problems else 503)
+
+
 @get("/metrics", opt={ACCESS: Access.OPERATOR})
 async def metrics(request: Request[Any, Any, Any]) -> HttpResponse[bytes]:
     exposition = request.app.state.metrics.exposition(await gateway_state(request))
@@ -127,4 +140,4 @@ async def status_data(request: Request[Any, Any, Any]) -> HttpResponse[bytes]:
     return json_response(document, headers={"Cache-Control": "no-store"})
 
 
-OPS_ROUTES = [health, ready, metrics, status_page, status_data]
+OPS_ROUTES = [health, health_head, ready, ready_head, metrics, status_page, status_data]
