@@ -65,7 +65,7 @@ def engine_accepts(definition: str, syntax: str, raw: str) -> bool:
 
 def engine_accepts_raw(definition: str, syntax: str, raw: str) -> bool:
     """The unescaped form (raw_grammar): the string itself, between two tags as in an XML call format, the value
-    and its closing tag one lexeme holding no earlier closing tag (as gateway/adapters/mlx/xml_calls.py writes it)."""
+    and its closing tag one lexeme holding no earlier closing tag (as gateway/adapters/mlx/call_formats.py writes it)."""
     prefix = "G0"
     grammar = (f'start: "<v>" VALUE\nVALUE: ({start_name(prefix)} "</v>") & ~/(?s:.*<\\/v>.+)/\n'
                + raw_grammar(definition, syntax, prefix))

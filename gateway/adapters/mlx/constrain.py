@@ -22,20 +22,15 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
-from gateway.adapters.base import Constraint, InputGrammar
-from gateway.adapters.mlx.xml_calls import xml_tool
+from gateway.adapters.base import Constraint
+from gateway.adapters.mlx.call_formats import CALL_MARKERS, TOOL_RULES, compact
 
 __all__ = ["CALL_GRAMMARS", "ConstraintError", "Constraints"]
 
 log = logging.getLogger("gateway.mlx.constrain")
 
-CALL_GRAMMARS = frozenset({"json_tools", "qwen3_coder", "mistral"})  # parsers whose call format has a grammar here
-# The markers of each format, as its mlx-lm parser module declares them (mistral has no end marker).
-CALL_MARKERS = {"json_tools": ("<tool_call>", "</tool_call>"), "qwen3_coder": ("<tool_call>", "</tool_call>"),
-                "mistral": ("[TOOL_CALLS]", "")}
+CALL_GRAMMARS = frozenset(TOOL_RULES)  # parsers whose call format has a grammar here (call_formats.py)
 CACHED_GRAMMARS = 64
-# Compact JSON: a model (a random one above all) cannot spend its budget on whitespace between tokens.
-COMPACT = {"whitespace_flexible": False, "item_separator": ", ", "key_separator": ": "}
 
 
 class ConstraintError(Exception):
@@ -73,7 +68,7 @@ class Constraints:
             if constraint.optional:  # text, then perhaps calls: the marker that opens a call switches over
                 body = self._text_or_calls(body)
         else:
-            body = "answer\nanswer: %json " + json.dumps(_compact(constraint.schema or {"type": "object"}))
+            body = "answer\nanswer: %json " + json.dumps(compact(constraint.schema or {"type": "object"}))
         if not (thinking and self._think_end):
             if constraint.optional or not may_think or not self._think_start or not self._think_end:
                 return "start: " + body
@@ -109,7 +104,7 @@ class Constraints:
         name, so each carries its own arguments grammar."""
         parser = str(self._parser)
         opener, closer = CALL_MARKERS[parser]
-        tool = {"json_tools": _json_tool, "qwen3_coder": xml_tool, "mistral": _mistral_tool}[parser]
+        tool = TOOL_RULES[parser]
         tools = [tool(index, name, schema, constraint.inputs.get(name))
                  for index, (name, schema) in enumerate(constraint.calls.items())]
         body = "body: " + " | ".join(f"tool{i}" for i in range(len(constraint.calls)))
@@ -175,25 +170,6 @@ class Constraints:
         return pristine.deep_copy()
 
 
-def _json_tool(index: int, name: str, schema: dict[str, Any], wrapped: InputGrammar | None) -> str:
-    """json_tools (Hermes / Qwen): <tool_call>\n{"name": ..., "arguments": {...}}\n</tool_call>."""
-    head = json.dumps('{"name": ' + json.dumps(name) + ', "arguments": ')
-    if wrapped is None:
-        return f'tool{index}: {head} args{index} "}}"\nargs{index}: %json {json.dumps(_compact(schema))}'
-    # A custom tool's input: the JSON string's content matches its grammar.
-    opening, closing = json.dumps('{"input": "'), json.dumps('"}}')
-    return f"tool{index}: {head} {opening} {wrapped.start} {closing}\n{wrapped.rules}"
-
-
-def _mistral_tool(index: int, name: str, schema: dict[str, Any], wrapped: InputGrammar | None) -> str:
-    """mistral: [TOOL_CALLS]NAME[ARGS]{...arguments...}, calls one after another."""
-    head = json.dumps(f"{name}[ARGS]")
-    if wrapped is None:
-        return f"tool{index}: {head} args{index}\nargs{index}: %json {json.dumps(_compact(schema))}"
-    opening, closing = json.dumps('{"input": "'), json.dumps('"}')
-    return f"tool{index}: {head} {opening} {wrapped.start} {closing}\n{wrapped.rules}"
-
-
 def _split_at(marker: str, before: str, reached: str) -> list[str]:
     """Two lexemes for a plain-text `marker`: `before`, text that never contains it, and `reached`, text that ends at
     its first occurrence (one lexeme, so writing the marker cannot stay part of the free text)."""
@@ -204,10 +180,6 @@ def _split_at(marker: str, before: str, reached: str) -> list[str]:
 def _in_regex(text: str) -> str:
     """`text` matched literally inside a Lark /regex/ (where a slash would end the literal)."""
     return re.escape(text).replace("/", "\\/")
-
-
-def _compact(schema: dict[str, Any]) -> dict[str, Any]:
-    return {**schema, "x-guidance": {**COMPACT, **schema.get("x-guidance", {})}}
 
 
 class _Processor:

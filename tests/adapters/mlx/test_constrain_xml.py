@@ -1,7 +1,7 @@
 """Call formats other than json_tools held to the tools' schemas and grammars: Qwen3-Coder's XML (mlx-lm's
 `qwen3_coder` parser) and Mistral's `[TOOL_CALLS]name[ARGS]{...}` (`mistral`).
 
-The grammar alone (byte tokenizer, xml_calls.py) against mlx-lm's own parser as the reader; then through HTTP and a
+The grammar alone (byte tokenizer, call_formats.py) against mlx-lm's own parser as the reader; then through HTTP and a
 real worker: the random dummy model set to the qwen3_coder call format calls the tools it is forced to, and every
 call parses into schema-valid arguments (jsonschema) or a custom tool input that matches its regex (`re`)."""
 
