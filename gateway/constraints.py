@@ -221,7 +221,7 @@ def _input_grammars(calls: dict[str, dict[str, Any]], tools: ToolPlan, grammars:
                                      param=f"{declared.param}.format.definition")
             degradations.append(f"constraint:{declared.param}.format:ignore")
             continue
-        inputs[name] = InputGrammar(start=start_name(prefix), rules=rules, raw_start=start_name(prefix), raw_rules=raw)
+        inputs[name] = InputGrammar(start=start_name(prefix), rules=rules, raw_rules=raw)
     return inputs
 
 

@@ -62,12 +62,11 @@ class ToolSpec(Struct, kw_only=True, omit_defaults=True):
 
 class InputGrammar(Struct, kw_only=True, frozen=True):
     """A wrapped custom tool's grammar, rewritten for the JSON string that carries its input (gateway/grammars.py):
-    Lark terminal definitions, `start` the one the whole string matches; `raw_start` / `raw_rules` the same for the
-    input unescaped (call formats that carry parameters as they are)."""
+    Lark terminal definitions, `start` the one the whole string matches; `raw_rules` the same terminals, `start`
+    included, for the input unescaped (call formats that carry parameters as they are)."""
 
     start: str
     rules: str
-    raw_start: str = ""
     raw_rules: str = ""
 
 

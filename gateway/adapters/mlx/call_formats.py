@@ -82,9 +82,9 @@ def xml_tool(index: int, name: str, schema: dict[str, Any], wrapped: InputGramma
             opening = json.dumps(f"<parameter={key}>\n")
             parts.append(rule if key in required else f"{rule}?")
             sub = sub if isinstance(sub, dict) else {}
-            if wrapped is not None and key == "input" and wrapped.raw_start:
+            if wrapped is not None and key == "input" and wrapped.raw_rules:
                 rules += [f'{rule}: {opening} V{value} "\\n"',
-                          f"V{value}: ({wrapped.raw_start} {json.dumps(_CLOSE)}) & {_NO_EARLIER_CLOSE}",
+                          f"V{value}: ({wrapped.start} {json.dumps(_CLOSE)}) & {_NO_EARLIER_CLOSE}",
                           wrapped.raw_rules]
             elif _is_json(sub):
                 rules += [f'{rule}: {opening} v{value} {json.dumps(_CLOSE + chr(10))}',
