@@ -67,7 +67,8 @@ CASES: dict[str, tuple[str, Any, str]] = {
     "json plan": ("json", PLAN, json.dumps({"steps": [{"step": "read the code", "status": "completed"},
                                                       {"step": "write the fix", "status": "in_progress"}]})),
 }
-# Compact JSON with json.dumps's separators, as the gateway asks for it (constrain.py), on both engines.
+# Compact JSON with json.dumps's separators, as the gateway asks for it (call_formats.COMPACT; this file runs in the
+# peers' venv, without the gateway), on both engines.
 COMPACT = {"whitespace_flexible": False, "item_separator": ", ", "key_separator": ": "}
 FIXTURE = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "codex_apply_patch_tool.json"
 

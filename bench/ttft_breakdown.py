@@ -2,7 +2,7 @@
 
 Per pair (order random, seeded), on prompts of the same shape, each with its own first line (no prefix reuse):
 - raw: `mlx_lm.stream_generate` in-process (bench/mlx_raw.py), request start → first text; the chat template is
-  rendered before the clock starts, the tokenization inside it;
+  rendered and tokenized before the clock starts;
 - client: a streamed /v1/responses through the gateway (two models loaded), request start → first text event;
 - server: the gateway's own time to the first output for that request (its `mlxgw_time_to_first_token_seconds`
   histogram, read before and after the request: one observation, so its sum moves by exactly that TTFT);
