@@ -6,12 +6,14 @@ by hand in xgrammar's EBNF, which reads no Lark). For each engine and case:
 - compile, cold: a fresh compiler each time (no cache), median of `--compiles`;
 - mask time per token: a fixed valid output is walked token by token, the next-token mask computed before each
   token is accepted; median and p95 over all steps of `--walks` walks.
-Both engines get the tokenizer of the gateway's dummy model (built here); both must accept every walked output.
+Both engines get the same tokenizer, and both must accept every walked output: the gateway's dummy model's (built
+here, about 2,000 tokens), or with `--tokenizer` a real one, such as Llama 3's 128,256 tokens that
+bench/install_peers.sh puts in DIR/llama3-tokenizer (mask time grows with the vocabulary).
 
 xgrammar needs torch, so the measurement runs in the peers' venv (bench/install_peers.sh installs xgrammar and the
 gateway's llguidance version next to vllm-mlx); this script starts itself there:
 
-    .venv/bin/python bench/grammar_engines.py --peers DIR [--compiles 7] [--walks 5]
+    .venv/bin/python bench/grammar_engines.py --peers DIR [--compiles 7] [--walks 5] [--tokenizer TOKENIZER_DIR]
 """
 
 from __future__ import annotations
@@ -158,6 +160,7 @@ def main() -> None:
     parser.add_argument("--compiles", type=int, default=7)
     parser.add_argument("--walks", type=int, default=5)
     parser.add_argument("--model", default="tiny")
+    parser.add_argument("--tokenizer", help="a Hugging Face tokenizer directory to use instead of the dummy's")
     parser.add_argument("--cache", default=str(Path(tempfile.gettempdir()) / "mlxgw-bench-models"))
     parser.add_argument("--measure", help=argparse.SUPPRESS)  # the model directory: run the measurement here
     args = parser.parse_args()
@@ -183,7 +186,7 @@ def main() -> None:
                               capture_output=True, text=True, check=True, timeout=120).stdout.split()
     print(f"llguidance {versions[0]}, xgrammar {versions[1]}; compile: {args.compiles} cold compiles (median); "
           f"mask: {args.walks} walks of each output, per token\n")
-    path = common.build_model(args.model, Path(args.cache))
+    path = Path(args.tokenizer) if args.tokenizer else common.build_model(args.model, Path(args.cache))
     out = subprocess.run([str(python), __file__, "--measure", str(path), "--compiles", str(args.compiles),
                           "--walks", str(args.walks)], capture_output=True, text=True, timeout=1800)
     if out.returncode != 0:
@@ -195,7 +198,8 @@ def main() -> None:
               f"{min(r['compile_ms'])}–{max(r['compile_ms'])}", r["mask_us_median"], r["mask_us_p95"]] for r in rows]
     print(common.table(["case", "engine", "tokens walked", "compile ms (median)", "compile ms (min–max)",
                         "mask µs/token (median)", "mask µs/token (p95)"], table))
-    print(f"\ntokenizer: the {args.model} dummy's ({rows[0]['vocab'] if rows else '?'} tokens)")
+    source = f"{path.name}'s" if args.tokenizer else f"the {args.model} dummy's"
+    print(f"\ntokenizer: {source} ({rows[0]['vocab'] if rows else '?'} tokens)")
     results.close()
     print(f"raw results: {results.path.relative_to(common.ROOT)}")
 

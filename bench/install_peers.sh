@@ -3,7 +3,8 @@
 # committed), so that `bench/mlx_*.py --peers DIR` finds them. mlx_lm.server needs nothing: it is the mlx-lm
 # in the gateway's own venv. Runs on Linux (CPU) and macOS (Metal) alike.
 #
-#   bench/install_peers.sh DIR            vllm-mlx and xgrammar into DIR/venv-vmlx (pulls torch: several GB on Linux)
+#   bench/install_peers.sh DIR            vllm-mlx and xgrammar into DIR/venv-vmlx (pulls torch: several GB on Linux),
+#                                         Llama 3's tokenizer into DIR/llama3-tokenizer
 #   bench/install_peers.sh DIR openblas   also Debian's OpenBLAS into DIR/openblas (Linux; for --openblas)
 set -euo pipefail
 dir=${1:?usage: bench/install_peers.sh DIR [openblas]}
@@ -19,7 +20,14 @@ fi
 echo "vllm-mlx: $("$dir/venv-vmlx/bin/pip" show vllm-mlx | sed -n 's/^Version: //p') in $dir/venv-vmlx"
 # bench/grammar_engines.py: xgrammar (it needs torch, which vllm-mlx already brought) beside the llguidance
 # version the gateway runs.
-"$dir/venv-vmlx/bin/pip" install -q "xgrammar==0.2.9" "llguidance==1.9.1"
+"$dir/venv-vmlx/bin/pip" install -q "xgrammar==0.2.9" "llguidance==1.9.1" "tiktoken==0.14.0"
+# A real vocabulary for `bench/grammar_engines.py --tokenizer DIR/llama3-tokenizer`: Llama 3's, from Meta's
+# llama_models wheel (PyPI), converted by bench/llama3_tokenizer.py.
+if [ ! -f "$dir/llama3-tokenizer/tokenizer.json" ]; then
+  "$dir/venv-vmlx/bin/pip" download -q --no-deps -d "$dir/wheels" "llama_models==0.3.0"
+  "$dir/venv-vmlx/bin/python" "$(dirname "$0")/llama3_tokenizer.py" "$dir"/wheels/llama_models-0.3.0-*.whl \
+    "$dir/llama3-tokenizer"
+fi
 
 if [ "${2:-}" = openblas ]; then
   mkdir -p "$dir/openblas" && cd "$dir/openblas"

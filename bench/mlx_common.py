@@ -314,7 +314,7 @@ class _Tee:
 def public_settings(settings: dict[str, Any]) -> dict[str, Any]:
     """A script's options as recorded: no path of this machine (directories and libraries by their last name)."""
     out = dict(settings)
-    for key in ("cache", "peers"):
+    for key in ("cache", "peers", "tokenizer"):
         if out.get(key):
             out[key] = Path(out[key]).name
     if out.get("openblas"):

@@ -8,7 +8,8 @@ model whose template did not open one may open it itself as its first output: th
 
 Compiling is the costly part (the tokenizer once per model, each grammar once): a pristine matcher per grammar
 text is cached and copied per request. The engine's fuel limits bound compile and per-token mask time; a grammar
-the engine rejects fails the request as invalid (the gateway validates schemas first, so that is rare).
+the engine rejects fails the request as invalid (the gateway validates schemas first, so that is rare). Each mask is
+computed while the model step that needs it runs (bench/mask_overlap.py measures what that saves).
 
 Engine thread only; numpy, mlx and llguidance are imported when a constraint is first used.
 """
@@ -41,8 +42,9 @@ class Constraints:
     """Per loaded model: its llguidance tokenizer and compiled grammars."""
 
     def __init__(self, tokenizer: Any, parser_name: str | None, think_end: str | None,
-                 think_start: str | None = None) -> None:
+                 think_start: str | None = None, overlap: bool = True) -> None:
         self._hf = tokenizer
+        self.overlap = overlap  # compute each mask while the model step runs (bench/mask_overlap.py measures it)
         self._parser = parser_name
         self._think_end = think_end
         self._think_start = think_start
@@ -58,7 +60,7 @@ class Constraints:
             return None
         grammar = self.grammar(constraint, thinking, may_think)
         matcher = self._matcher(grammar)
-        return _Processor(matcher, prompt_length, self._eos())
+        return _Processor(matcher, prompt_length, self._eos(), self.overlap)
 
     def grammar(self, constraint: Constraint, thinking: bool, may_think: bool = True) -> str:
         """`thinking`: the prompt ends inside an open think block; `may_think`: the request asks for reasoning, so
@@ -188,8 +190,9 @@ class _Processor:
     Tokens are counted from the context length, not from calls, so a row that moves between the solo decoder
     and the batch (which recomputes the last step) is consumed exactly once per token."""
 
-    def __init__(self, matcher: Any, prompt_length: int, eos: list[int]) -> None:
+    def __init__(self, matcher: Any, prompt_length: int, eos: list[int], overlap: bool = True) -> None:
         self._matcher = matcher
+        self._overlap = overlap
         self._consumed = prompt_length
         self._eos = eos
         self._failed = False
@@ -209,9 +212,21 @@ class _Processor:
         if self._failed or self._matcher.is_stopped():
             allowed = np.zeros(vocab, dtype=bool)
             allowed[[t for t in self._eos if t < vocab]] = True
-        else:
-            bits = np.unpackbits(np.frombuffer(self._matcher.compute_bitmask(), dtype=np.uint8), bitorder="little")
-            allowed = np.zeros(vocab, dtype=bool)
-            n = min(vocab, bits.size)
-            allowed[:n] = bits[:n].astype(bool)
-        return mx.where(mx.array(allowed), logits, mx.array(-float("inf"), dtype=logits.dtype))
+            return mx.where(mx.array(allowed), logits, mx.array(-float("inf"), dtype=logits.dtype))
+        if self._overlap:
+            # The step runs now, on MLX's own thread, while this one computes the mask (the engine drops the GIL):
+            # only the sampling after the step needs it. Started any earlier (before the token it is fed is read
+            # back), it measured slower: reading the token then waits behind the step.
+            mx.async_eval(logits)
+        return mx.where(self._mask(vocab), logits, mx.array(-float("inf"), dtype=logits.dtype))
+
+    def _mask(self, vocab: int) -> Any:
+        """The allowed tokens as an MLX bool array of `vocab` entries."""
+        import mlx.core as mx
+        import numpy as np
+
+        bits = np.unpackbits(np.frombuffer(self._matcher.compute_bitmask(), dtype=np.uint8), bitorder="little")
+        allowed = np.zeros(vocab, dtype=bool)
+        n = min(vocab, bits.size)
+        allowed[:n] = bits[:n].astype(bool)
+        return mx.array(allowed)
