@@ -1,6 +1,7 @@
 """(a) Streaming overhead: one client, each server against mlx-lm in-process, pair by pair, in one run.
 
-For the tiny and small dummy models: the gateway (/v1/responses, SSE, its real worker),
+For the tiny and small dummy models: the gateway (/v1/responses, SSE, its real worker; once as configured by
+default, joining a response's tokens into events at least 50 ms apart, and once with every token its own event),
 mlx_lm.server (/v1/chat/completions) and vllm-mlx (/v1/responses, simple and continuous
 batching) when installed in the peers directory. Every system does the same work as the
 baseline: greedy, EOS handled as usual (no logits processor anywhere), and only prompts
@@ -21,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import random
+import statistics
 import tempfile
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
@@ -29,7 +31,7 @@ from typing import Any
 
 import mlx_common as common
 
-HEADERS = ["system", "model", "pairs", "tokens", "e2e ratio", "decode ratio", "raw TTFT ms", "TTFT ms",
+HEADERS = ["system", "model", "pairs", "tokens", "events", "e2e ratio", "decode ratio", "raw TTFT ms", "TTFT ms",
            "TTFT overhead ms"]
 
 
@@ -89,7 +91,8 @@ async def measure(label: str, name: str, kind: str, base: str, model: str, raw: 
                "ttft_ms": common.spread([r.ttft * 1000 for _, r in pairs]),
                "ttft_overhead_ms": common.spread([o * 1000 for o in overhead])}
     results.write(kind="summary", system=label, model=name, pairs=len(pairs), **summary)
-    return [label, name, len(pairs), pairs[0][1].tokens, common.fmt_spread(e2e), common.fmt_spread(decode),
+    events = statistics.median(r.deltas for _, r in pairs)
+    return [label, name, len(pairs), pairs[0][1].tokens, f"{events:g}", common.fmt_spread(e2e), common.fmt_spread(decode),
             common.fmt_spread([b["ttft"] for b, _ in pairs], 1000, 1), common.fmt_spread([r.ttft for _, r in pairs],
                                                                                          1000, 1),
             common.fmt_spread(overhead, 1000, 1)]
@@ -101,6 +104,8 @@ def systems(path: Path, blas: common.Blas, args: argparse.Namespace
     # The gateway as it is used: two models loaded (the second, idle, is the same weights in its own worker).
     loaded = {"bench": path, "idle": path} if args.loaded == 2 else {"bench": path}
     yield "**gateway**", "responses", "bench", common.gateway(loaded, blas)
+    # The same with every token its own SSE event (its default joins a response's tokens into events 50 ms apart).
+    yield "gateway, stream_interval_ms: 0", "responses", "bench", common.gateway(loaded, blas, stream_interval_ms=0)
     if args.no_peers:
         return
     yield "mlx_lm.server", "chat", str(path), common.mlx_lm_server(path, blas)

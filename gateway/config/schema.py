@@ -172,6 +172,8 @@ class MlxModel(ModelBase, frozen=True, tag="mlx", kw_only=True):
     max_batch: Annotated[int, Meta(ge=1, le=256)] = 8  # sequences decoded together (continuous batching)
     max_queued: Positive = 64  # requests waiting beyond max_batch; more are refused with 429
     prefix_cache_mb: Annotated[float, Meta(ge=0)] = 1024.0  # KV caches kept for prompt prefix reuse; 0: off
+    # The least time between two frames of one response's deltas (joined meanwhile); the first token goes at once.
+    stream_interval_ms: Annotated[float, Meta(ge=0, le=1000)] = 50.0
     load_timeout_seconds: Annotated[float, Meta(gt=0)] = 900.0
     testing: MlxTesting | None = None
 

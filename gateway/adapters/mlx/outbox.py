@@ -1,13 +1,12 @@
-"""Deltas from the engine to the gateway, coalesced when tokens come faster than anyone can read them.
+"""Deltas from the engine to the gateway, joined so that a response's frames are at least an interval apart.
 
-A small model decodes a token every ~0.7 ms, a batch of eight yields eight tokens a step;
-one frame, one gateway wake-up and one SSE event per token then costs the machine more
-than the model does (the gateway, the client and the model share the cores). So a
-request's deltas go out at once when its previous frame of text left more than a window
-ago (the first token always does, and every token of a slow model), otherwise they are
-held at most that window and sent together, adjacent text pieces joined. The window is
-`WINDOW` per request being generated: 3 ms alone, 24 ms for a batch of eight. A
-request's held deltas always go out before its `Failed` or `Done`.
+Every frame costs a gateway wake-up, an SSE event and a client wake-up on the cores the model runs on; sent per
+token, they slow decoding measurably (bench/mlx_streaming.py has a row with `stream_interval_ms: 0`). So a
+request's deltas go out at once when its previous frame left more than a window ago (the first token always does),
+otherwise they are held until the window has passed since the oldest of them and sent together, adjacent text
+pieces joined. The window is the model's `stream_interval_ms` (50 ms: 20 updates a second, faster than anyone
+reads), and at least `PER_SEQUENCE` per request being generated, since a batch of eight yields eight tokens a step;
+0 sends every token as it comes. A request's held deltas always go out before its `Failed` or `Done`.
 
 Engine thread only.
 """
@@ -22,28 +21,32 @@ from gateway.adapters.mlx.wire import Deltas, Done, Failed, WireMessage
 
 __all__ = ["Outbox"]
 
-WINDOW = 0.003  # seconds a delta may be held back, per request being generated (a batch of 8: 24 ms)
+PER_SEQUENCE = 0.003  # seconds of window per request being generated (a batch of 8: at least 24 ms)
 
 _JOINABLE = (TextDelta, ReasoningDelta, ToolCallArguments)
 
 
 class Outbox:
-    def __init__(self, send: Callable[[WireMessage], None], window: float = WINDOW) -> None:
+    def __init__(self, send: Callable[[WireMessage], None], interval: float,
+                 clock: Callable[[], float] = time.perf_counter) -> None:
         self._send = send
-        self._base = window
-        self._window = window
+        self._clock = clock
+        self._interval = interval
+        self._window = 0.0
+        self.busy(1)
         self._held: dict[str, list[Delta]] = {}
         self._since: dict[str, float] = {}  # when the oldest held delta of a request arrived
         self._sent: dict[str, float] = {}  # when a request's last frame left
 
     def busy(self, active: int) -> None:
         """With more sequences in the batch, each token costs the shared cores more: hold longer."""
-        self._window = self._base * max(1, active)
+        if self._interval > 0:
+            self._window = max(self._interval, PER_SEQUENCE * max(1, active))
 
     def deltas(self, request_id: str, deltas: list[Delta]) -> None:
         if not deltas:
             return
-        now = time.perf_counter()
+        now = self._clock()
         held = self._held.get(request_id)
         if held is None and now - self._sent.get(request_id, 0.0) >= self._window:
             self._send(Deltas(request_id=request_id, deltas=deltas))
@@ -66,7 +69,7 @@ class Outbox:
     def flush_due(self) -> None:
         if not self._held:
             return
-        now = time.perf_counter()
+        now = self._clock()
         for request_id in [r for r, since in self._since.items() if now - since >= self._window]:
             self._flush(request_id, now)
 
@@ -75,7 +78,7 @@ class Outbox:
         self._since.pop(request_id, None)
         if held:
             self._send(Deltas(request_id=request_id, deltas=held))
-            self._sent[request_id] = time.perf_counter() if now is None else now
+            self._sent[request_id] = self._clock() if now is None else now
 
 
 def _append(held: list[Delta], delta: Delta) -> None:

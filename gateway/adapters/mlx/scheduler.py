@@ -50,7 +50,7 @@ class Scheduler:
     def __init__(self, model: LoadedModel, spec: MlxModel, send: Callable[[WireMessage], None]) -> None:
         self.model = model
         self.spec = spec
-        self._out = Outbox(send)
+        self._out = Outbox(send, spec.stream_interval_ms / 1000)
         self.max_batch = spec.max_batch if model.batchable else 1
         self.prefix = PrefixCache(int(spec.prefix_cache_mb * 2**20))
         self._samplers = Samplers()

@@ -117,11 +117,12 @@ def test_random_byte_tokens_never_wait_for_the_end(tokenizer: Any) -> None:
 
 def test_invalid_bytes_stream_through_the_worker_as_they_are_generated(mlx_cache: Path) -> None:
     """A real worker forced to emit ten 0xFF byte tokens between two words, one decode step every 40 ms:
-    each replacement character reaches the client while the next ones are still being generated."""
+    each replacement character reaches the client while the next ones are still being generated (every token its
+    own event: `stream_interval_ms: 0`, so that joining events does not hide what the detokenizer holds)."""
     manifest = f"""
 mlx: {{cache_dir: {json.dumps(str(mlx_cache))}}}
 models:
-  - {{name: forced, adapter: mlx, source: dummy, testing: {{force: last_user, step_delay_ms: 40}}}}
+  - {{name: forced, adapter: mlx, source: dummy, stream_interval_ms: 0, testing: {{force: last_user, step_delay_ms: 40}}}}
 """
     forced = SPLIT.join(["He", *[BYTE + "FF"] * 10, "llo"])
     with serve(parse_config(manifest)) as base, httpx.Client(base_url=base, timeout=60) as http:
