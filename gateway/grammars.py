@@ -17,7 +17,7 @@ from re import _constants as sre  # type: ignore[attr-defined]
 from re import _parser as sre_parse  # type: ignore[attr-defined]
 from typing import Any
 
-__all__ = ["GrammarError", "escaped_grammar", "raw_grammar", "start_name"]
+__all__ = ["GrammarError", "escaped_grammar", "literal_regex", "raw_grammar", "start_name"]
 
 # Characters JSON must escape, and how json.dumps writes them (the parser reads them back with json.loads).
 _SPECIAL = ['"', "\\", *[chr(c) for c in range(0x20)]]
@@ -114,6 +114,11 @@ def _name(name: str, prefix: str) -> str:
 
 def start_name(prefix: str) -> str:
     return _name("start", prefix)
+
+
+def literal_regex(text: str) -> str:
+    """An engine /regex/ matching `text` literally."""
+    return _literal(text, escape=False)
 
 
 def _escaped_terminal(pattern: str, flags: str, escape: bool = True) -> str:

@@ -24,13 +24,13 @@ from collections.abc import Callable
 from typing import Any
 
 from gateway.adapters.base import Constraint
-from gateway.adapters.mlx.call_formats import CALL_MARKERS, TOOL_RULES, compact
+from gateway.adapters.mlx.call_formats import FORMATS, compact, sequence
 
 __all__ = ["CALL_GRAMMARS", "ConstraintError", "Constraints"]
 
 log = logging.getLogger("gateway.mlx.constrain")
 
-CALL_GRAMMARS = frozenset(TOOL_RULES)  # parsers whose call format has a grammar here (call_formats.py)
+CALL_GRAMMARS = frozenset(FORMATS)  # parsers whose call format has a grammar here (call_formats.py)
 CACHED_GRAMMARS = 64
 
 
@@ -69,6 +69,9 @@ class Constraints:
             body = self._calls(constraint)
             if constraint.optional:  # text, then perhaps calls: the marker that opens a call switches over
                 body = self._text_or_calls(body)
+            elif body is None:
+                raise ConstraintError(f"None of the tools can be called in this model's tool-call format "
+                                      f"({self._parser}): its parser could not read their names or parameters.")
         else:
             body = "answer\nanswer: %json " + json.dumps(compact(constraint.schema or {"type": "object"}))
         if not (thinking and self._think_end):
@@ -92,40 +95,46 @@ class Constraints:
         return "\n".join([f"start: THINKING | THOUGHT {first}", rules,
                            *_split_at(self._think_end, "THINKING", "THOUGHT")])
 
-    def _calls(self, constraint: Constraint) -> str:
-        """The calls, from their opening marker on: `OPENER after`, then the rules `after` uses."""
+    def _calls(self, constraint: Constraint) -> str | None:
+        """The calls, from their opening marker on: `OPENER after`, then the rules `after` uses; None when the
+        format can carry a call to none of the tools."""
         if self._parser not in CALL_GRAMMARS:
             raise ConstraintError(f"This model's tool-call format ({self._parser}) has no grammar: "
                                   "tool_choice cannot be enforced.")
-        opener, _ = CALL_MARKERS[str(self._parser)]
-        after, rules = self._after_opener(constraint)
-        return f"{self._token(opener)} {after}\n{rules}"
-
-    def _after_opener(self, constraint: Constraint) -> tuple[str, str]:
-        """(what follows the first call's opening marker, the rules it uses). One alternative per tool, split at its
-        name, so each carries its own arguments grammar."""
-        parser = str(self._parser)
-        opener, closer = CALL_MARKERS[parser]
-        tool = TOOL_RULES[parser]
-        tools = [tool(index, name, schema, constraint.inputs.get(name))
-                 for index, (name, schema) in enumerate(constraint.calls.items())]
-        body = "body: " + " | ".join(f"tool{i}" for i in range(len(constraint.calls)))
+        fmt = FORMATS[str(self._parser)]
+        tools = {index: fmt.tool(index, name, schema, constraint.inputs.get(name), self._token)
+                 for index, (name, schema) in enumerate(constraint.calls.items())}
+        rules = [rule for rule in tools.values() if rule is not None]
+        if not rules:
+            return None
+        # One alternative per tool, split at its name, so each carries its own arguments grammar.
+        body = "body: " + " | ".join(f"tool{index}" for index, rule in tools.items() if rule is not None)
         limit = 1 if not constraint.parallel else constraint.max_calls
-        if parser == "mistral":  # [TOOL_CALLS]name[ARGS]{...}name[ARGS]{...}: one marker, no separator
-            more = "" if limit == 1 else " body*" if limit is None else f" body~0..{limit - 1}"
-            return f"body{more}", "\n".join([body, *tools])
-        # <tool_call>\n...\n</tool_call>, again after a newline for each further call
-        more = "" if limit == 1 else ' ("\\n" call)*' if limit is None else f' ("\\n" call)~0..{limit - 1}'
-        return f'"\\n" body "\\n" {self._token(closer)}{more}', "\n".join([
-            f'call: {self._token(opener)} "\\n" body "\\n" {self._token(closer)}', body, *tools])
 
-    def _text_or_calls(self, calls: str) -> str:
+        def more(item: str) -> str:  # the further calls
+            return "" if limit == 1 else f"({item})*" if limit is None else f"({item})~0..{limit - 1}"
+
+        head, tail, separator = (json.dumps(text) if text else "" for text in (fmt.head, fmt.tail, fmt.separator))
+        end = self._token(fmt.end) if fmt.end else ""
+        if fmt.shared:  # one block: [TOOL_CALLS]name[ARGS]{...}name[ARGS]{...}, <|tool_call_start|>[f(), g()]<|...|>
+            after = sequence(head, "body", more(sequence(separator, "body")), tail, end)
+            return "\n".join([f"{self._token(fmt.start)} {after}", body, *rules])
+        # a block per call: <tool_call>\n...\n</tool_call>, again after a newline for each further call
+        block = sequence(head, "body", tail, end)
+        call = [f"call: {self._token(fmt.start)} {block}"] if limit != 1 else []
+        after = sequence(block, more(sequence(separator, "call")))
+        return "\n".join([f"{self._token(fmt.start)} {after}", *call, body, *rules])
+
+    def _text_or_calls(self, calls: str | None) -> str:
         """Free text, then perhaps the calls. A special-token opener cannot be written as text, so after any text it
         switches to a call. A plain-text one (Qwen's `<tool_call>` is an ordinary added token) must be kept out of
         the text: a text-only answer never contains it (FREE_TEXT), and text that reaches it (OPENED, one lexeme
-        ending at its first occurrence) goes on as a held call."""
+        ending at its first occurrence) goes on as a held call. No calls (the format can carry none of them): text."""
+        opener = FORMATS[str(self._parser)].start
+        if calls is None:
+            special = self._special(opener) is not None
+            return "(/(?s:.*)/)" if special else f"FREE_TEXT\n{_split_at(opener, 'FREE_TEXT', 'OPENED')[0]}"
         first, _, rules = calls.partition("\n")
-        opener = CALL_MARKERS[str(self._parser)][0]
         if self._special(opener) is not None:
             return f"(/(?s:.*)/ ({first})?)\n{rules}"
         after = first.removeprefix(self._token(opener)).strip()

@@ -71,6 +71,8 @@ def test_what_the_grammar_lets_through_parses_into_schema_valid_arguments(values
 
 @pytest.mark.parametrize("values", [
     {"path": "x</parameter>y", "count": "1", "mode": "fast"},  # the parser would end the value there
+    {"path": "x</tool_call>", "count": "1", "mode": "fast"},  # the gateway would end the call there
+    {"path": "Null", "count": "1", "mode": "fast"},  # the parser would read None
     {"path": "way too long a path", "count": "1", "mode": "fast"},
     {"path": "p", "count": "1.5", "mode": "fast"},
     {"path": "p", "count": "1", "mode": "medium"},
@@ -90,7 +92,7 @@ models:
   - {{name: steered, adapter: mlx, source: dummy, prefix_cache_mb: 0, max_batch: 8, tool_parser: qwen3_coder,
       testing: {{force: last_user}}}}
   - {{name: mistral, adapter: mlx, source: dummy, prefix_cache_mb: 0, max_batch: 8, tool_parser: mistral}}
-  - {{name: other-format, adapter: mlx, source: dummy, prefix_cache_mb: 0, tool_parser: pythonic}}
+  - {{name: other-format, adapter: mlx, source: dummy, prefix_cache_mb: 0, tool_parser: minimax_m2}}
 """
     with serve(parse_config(manifest)) as url:
         yield url
