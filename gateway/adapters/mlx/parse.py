@@ -144,7 +144,7 @@ class OutputParser:
         for item in items:
             if not isinstance(item, dict) or not isinstance(item.get("name"), str) or not item["name"]:
                 return None
-            arguments = item.get("arguments", {})
+            arguments = self._typed(item["name"], item.get("arguments", {}))
             if isinstance(arguments, str):
                 encoded = arguments
             else:
@@ -155,3 +155,39 @@ class OutputParser:
             call_id = item.get("id") if isinstance(item.get("id"), str) else None
             calls.append((item["name"], encoded, call_id))
         return calls or None
+
+    def _typed(self, name: str, arguments: Any) -> Any:
+        """A parser that converts values by their declared type can hand back text for a type it does not know:
+        mlx-lm's qwen3_coder reads `"type": ["boolean", "null"]` with `literal_eval`, which takes no `true`, so the
+        JSON the model (or its grammar) wrote comes back as the string "true". A string where the parameter cannot
+        be one is read as JSON instead, when it is JSON."""
+        if not isinstance(arguments, dict):
+            return arguments
+        properties = self._properties(name)
+        for key, value in arguments.items():
+            kinds = _types(properties.get(key))
+            if isinstance(value, str) and kinds and "string" not in kinds:
+                try:
+                    arguments[key] = json.loads(value)
+                except ValueError:
+                    pass
+        return arguments
+
+    def _properties(self, name: str) -> dict[str, Any]:
+        for tool in self._tools:
+            function = tool.get("function") if isinstance(tool, dict) else None
+            if isinstance(function, dict) and function.get("name") == name:
+                parameters = function.get("parameters")
+                properties = parameters.get("properties") if isinstance(parameters, dict) else None
+                return properties if isinstance(properties, dict) else {}
+        return {}
+
+
+def _types(schema: Any) -> set[str]:
+    """The JSON types a parameter's schema declares (empty: not declared)."""
+    kind = schema.get("type") if isinstance(schema, dict) else None
+    if isinstance(kind, str):
+        return {kind}
+    if isinstance(kind, list):
+        return {k for k in kind if isinstance(k, str)}
+    return set()

@@ -111,6 +111,22 @@ def test_forced_calls_in_xml_are_schema_valid(base: str) -> None:
 
 
 @pytest.mark.mlx
+def test_nullable_types_in_xml_come_back_as_their_json_values(base: str) -> None:
+    """A list `type` is JSON in the grammar; mlx-lm's parser reads it with literal_eval (no `true`, no `null` inside):
+    the worker reads such a value back as JSON, so every forced call still validates."""
+    schema = {"type": "object", "additionalProperties": False, "required": ["on", "opts"],
+              "properties": {"on": {"type": ["boolean", "null"]},
+                             "opts": {"type": ["object", "null"], "additionalProperties": False, "required": ["n"],
+                                      "properties": {"n": {"type": "integer", "minimum": 0, "maximum": 9},
+                                                     "quiet": {"type": ["boolean", "null"]}}}}}
+    tool = {"type": "function", "name": "toggle", "parameters": schema, "strict": True}
+    found = calls(many(base, {"tools": [tool], "tool_choice": "required", "parallel_tool_calls": False}, runs=20))
+    assert len(found) == 20
+    for call in found:
+        jsonschema.validate(json.loads(call["arguments"]), schema)
+
+
+@pytest.mark.mlx
 def test_a_regex_tool_input_in_xml_is_its_text_unescaped(base: str) -> None:
     assert_regex_tool_inputs_match(base)  # held by the raw grammar: XML carries the input unescaped
 

@@ -121,3 +121,24 @@ def test_a_partial_marker_at_the_end_is_released_as_text() -> None:
     assert "".join(d.text for d in out) == "answer <tool"  # type: ignore[union-attr]
     assert all(isinstance(d, TextDelta) for d in out)
     assert not any(isinstance(d, ReasoningDelta) for d in out)
+
+
+def test_a_value_the_parser_leaves_as_text_is_read_by_its_declared_type() -> None:
+    """mlx-lm's qwen3_coder reads a list `type` with literal_eval, which takes no JSON `true` or nested `null`: the
+    worker reads such a value back as JSON. A parameter that may be a string keeps the parser's text."""
+    from gateway.adapters.mlx.mlxlm import named_tool_parser
+    from gateway.adapters.mlx.parse import Markers, OutputParser
+
+    coder = named_tool_parser("qwen3_coder")
+    markers = Markers(call_start=coder.call_start, call_end=coder.call_end, parse_call=coder.parse)
+    properties = {"flag": {"type": ["boolean", "null"]}, "box": {"type": ["object", "null"]},
+                  "name": {"type": ["string", "null"]}, "size": {"type": "integer"}}
+    tools = [{"type": "function", "function": {"name": "f", "parameters": {"type": "object",
+                                                                            "properties": properties}}}]
+    parser = OutputParser(markers, tools=tools, stop=[])
+    text = ("<tool_call>\n<function=f>\n<parameter=flag>\ntrue\n</parameter>\n<parameter=box>\n"
+            '{"open": false, "lid": null}\n</parameter>\n<parameter=name>\ntrue\n</parameter>\n'
+            "<parameter=size>\n3\n</parameter>\n</function>\n</tool_call>")
+    deltas = parser.feed(text) + parser.close()
+    arguments = json.loads("".join(d.text for d in deltas if isinstance(d, ToolCallArguments)))
+    assert arguments == {"flag": True, "box": {"open": False, "lid": None}, "name": "true", "size": 3}
