@@ -60,6 +60,7 @@ class OutputParser:
         self._parse_calls = bool(tools) and markers.call_start is not None and markers.parse_call is not None
         self._matcher = TextMatcher(self._transitions(markers, stop), initial)
         self._call_text: list[str] = []
+        self._call_ids: set[str] = set()
         self.calls = 0
         self.stopped = False
 
@@ -129,6 +130,12 @@ class OutputParser:
             return [TextDelta(text=f"{self._markers.call_start}{text}{end}")]
         out: list[Delta] = []
         for name, arguments, call_id in calls:
+            if call_id is not None and call_id in self._call_ids:
+                # Ids the model writes (kimi_k2's `functions.NAME:N`) can repeat; a client pairs outputs with calls
+                # by id, so a repeated one is left for the gateway to make.
+                call_id = None
+            if call_id is not None:
+                self._call_ids.add(call_id)
             self.calls += 1
             out += [ToolCallStart(name=name, call_id=call_id), ToolCallArguments(text=arguments)]
         return out

@@ -142,3 +142,20 @@ def test_a_value_the_parser_leaves_as_text_is_read_by_its_declared_type() -> Non
     deltas = parser.feed(text) + parser.close()
     arguments = json.loads("".join(d.text for d in deltas if isinstance(d, ToolCallArguments)))
     assert arguments == {"flag": True, "box": {"open": False, "lid": None}, "name": "true", "size": 3}
+
+
+def test_a_call_id_the_model_repeats_is_not_used_twice() -> None:
+    """kimi_k2's ids are written by the model (`functions.NAME:N`): when two calls carry the same one, the second is
+    left without, and the gateway gives it an id of its own."""
+    from gateway.adapters.mlx.mlxlm import named_tool_parser
+    from gateway.adapters.mlx.parse import Markers, OutputParser
+
+    kimi = named_tool_parser("kimi_k2")
+    markers = Markers(call_start=kimi.call_start, call_end=kimi.call_end, parse_call=kimi.parse)
+    tools = [{"type": "function", "function": {"name": "read", "parameters": {"type": "object"}}}]
+    parser = OutputParser(markers, tools=tools, stop=[])
+    call = '<|tool_call_begin|>functions.read:0<|tool_call_argument_begin|>{"p": 1}<|tool_call_end|>'
+    text = f"{kimi.call_start}{call}{call}{kimi.call_end}"
+    deltas = parser.feed(text) + parser.close()
+    ids = [d.call_id for d in deltas if isinstance(d, ToolCallStart)]
+    assert ids == ["functions.read:0", None]
