@@ -100,12 +100,18 @@ class OutputParser:
             self.stopped = True
         return out
 
-    def close(self) -> list[Delta]:
-        """End of generation: release held-back text and any unterminated call."""
+    def close(self, cut: bool = False) -> list[Delta]:
+        """End of generation: release held-back text and any unterminated call. `cut`: the token budget ended the
+        answer, so a call whose end marker never came is unfinished: it comes back as text, never as a call with
+        whatever arguments a lenient parser makes of it (a format without an end marker is parsed as always)."""
         if self.stopped:
             return []
         state, held = self._matcher.flush()
         out = self._emit(state, held)
+        if state == "tool" and cut and self._markers.call_end:
+            text = "".join(self._call_text)
+            self._call_text = []
+            return [*out, TextDelta(text=f"{self._markers.call_start}{text}")]
         if state == "tool":
             out += self._close_call(complete=False)
         return out

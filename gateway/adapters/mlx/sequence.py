@@ -52,7 +52,7 @@ class TokenSequence:
 
         `cached`: prompt tokens that came from the prefix cache instead of being computed."""
         self._detokenizer.finalize()
-        tail = self._parser.feed(self._detokenizer.last_segment) + self._parser.close()
+        tail = self._parser.feed(self._detokenizer.last_segment) + self._parser.close(cut=not self.stopped)
         reason: FinishReason = "length"
         if self.stopped:
             reason = "tool_calls" if self._parser.calls else "stop"

@@ -277,3 +277,15 @@ def test_forced_calls_are_schema_valid(served: tuple[str, str]) -> None:
 @pytest.mark.mlx
 def test_a_regex_tool_input_matches_it(served: tuple[str, str]) -> None:
     assert_regex_tool_inputs_match(served[0])  # glm47 carries it unescaped (the raw grammar), the others in JSON
+
+
+@pytest.mark.mlx
+def test_a_call_the_budget_cuts_is_no_call(served: tuple[str, str]) -> None:
+    """A forced call cut short by max_output_tokens ends the answer incomplete with no function_call in it (these
+    parsers would read a call without its end marker, arguments missing what the schema requires)."""
+    base, _ = served
+    answers = many(base, {"tools": TOOLS, "tool_choice": {"type": "function", "name": "plan"},
+                          "parallel_tool_calls": False, "max_output_tokens": 12}, runs=10)
+    for answer in answers:
+        assert answer["status"] == "incomplete", answer
+        assert [item for item in answer["output"] if item["type"] == "function_call"] == [], answer["output"]

@@ -159,3 +159,20 @@ def test_a_call_id_the_model_repeats_is_not_used_twice() -> None:
     deltas = parser.feed(text) + parser.close()
     ids = [d.call_id for d in deltas if isinstance(d, ToolCallStart)]
     assert ids == ["functions.read:0", None]
+
+
+def test_a_call_cut_by_the_budget_is_text_not_a_call() -> None:
+    """glm47's parser reads a call whose end marker never came: cut by the token budget, that call is unfinished
+    (its arguments may miss what the schema requires), so it comes back as text in the incomplete answer."""
+    from gateway.adapters.mlx.mlxlm import named_tool_parser
+    from gateway.adapters.mlx.parse import Markers, OutputParser
+
+    glm = named_tool_parser("glm47")
+    markers = Markers(call_start=glm.call_start, call_end=glm.call_end, parse_call=glm.parse)
+    tools = [{"type": "function", "function": {"name": "read", "parameters": {"type": "object"}}}]
+    cut = "<tool_call>read<arg_key>path</arg_key><arg_value>src/a"
+    parser = OutputParser(markers, tools=tools, stop=[])
+    deltas = parser.feed(cut) + parser.close(cut=True)
+    assert [type(d).__name__ for d in deltas] == ["TextDelta"] and deltas[0].text == cut  # type: ignore[union-attr]
+    ended = OutputParser(markers, tools=tools, stop=[])  # the model ended there itself: read as a call
+    assert [type(d).__name__ for d in ended.feed(cut) + ended.close()] == ["ToolCallStart", "ToolCallArguments"]
