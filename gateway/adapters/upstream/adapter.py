@@ -182,6 +182,8 @@ class UpstreamAdapter:
                         if cut is not None and (held := cut.flush()):
                             yield TextDelta(text=held)
                         finish = self._succeeded(parser, replica)
+                        if cut is not None and cut.hit:  # the held tail had a stop string: the answer ended there
+                            finish = Finish(reason="stop", usage=finish.usage)
                         yield finish  # at once: the client need not wait for the upstream to close its stream
                 if finish is None:
                     yield self._succeeded(parser, replica)
@@ -325,6 +327,8 @@ def _cut_at_stop(deltas: Iterable[Delta], cut: StopCut) -> list[Delta]:
             continue
         if held := cut.flush():
             out.append(TextDelta(text=held))
+        if cut.hit:
+            break
         out.append(delta)
     return out
 

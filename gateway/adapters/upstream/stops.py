@@ -18,22 +18,34 @@ class StopCut:
         self.produced = 0  # characters the upstream has produced so far (its usage comes only at its end)
 
     def feed(self, text: str) -> str:
-        """What of `text` (after anything held) can be shown now; sets `hit` when a stop string has appeared."""
+        """What of `text` (after anything held) can be shown now; sets `hit` when a stop string has appeared.
+
+        A stop string found is final unless another could still begin before it (its start seen, its end not yet):
+        the answer ends at the earliest one, so until the next piece decides, the text from there is held."""
         if self.hit:
             return ""
         text = self._held + text
-        cut = min((i for i in (text.find(s) for s in self._stops) if i >= 0), default=-1)
-        if cut >= 0:
+        cut = self._first(text)
+        pending = min((len(text) - k for k in (_overlap(text, s) for s in self._stops) if k), default=len(text))
+        if 0 <= cut <= pending:
             self._held, self.hit = "", True
             return text[:cut]
-        keep = max((_overlap(text, s) for s in self._stops), default=0)
-        self._held = text[len(text) - keep:] if keep else ""
-        return text[:len(text) - keep]
+        keep_from = pending if cut < 0 else min(pending, cut)
+        self._held = text[keep_from:]
+        return text[:keep_from]
 
     def flush(self) -> str:
-        """The held tail, once no more text can follow it (another kind of output, or the end)."""
+        """The held tail, once no more text can follow it (another kind of output, or the end); cut at a stop string
+        it holds (one that waited for a longer one that may have begun earlier), which sets `hit`."""
         held, self._held = self._held, ""
+        cut = self._first(held)
+        if cut >= 0 and not self.hit:
+            self.hit = True
+            return held[:cut]
         return held
+
+    def _first(self, text: str) -> int:
+        return min((i for i in (text.find(s) for s in self._stops) if i >= 0), default=-1)
 
 
 def _overlap(text: str, stop: str) -> int:

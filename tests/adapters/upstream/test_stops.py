@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from gateway.adapters.upstream.stops import StopCut
@@ -38,6 +38,10 @@ def test_the_earliest_of_several_stop_strings_wins_and_empty_ones_are_ignored() 
 
 @given(st.text(alphabet="abc", max_size=30), st.lists(st.integers(0, 30), max_size=6),
        st.lists(st.text(alphabet="abc", min_size=1, max_size=3), min_size=1, max_size=3))
+# A stop found ("b" in "ab") while a longer one may still begin earlier ("aba" from 0): the earlier one wins, and
+# at the end a held stop is still cut.
+@example(text="aba", splits=[2], stops=["b", "aba"])
+@example(text="ab", splits=[], stops=["b", "abc"])
 def test_any_split_of_the_text_gives_what_one_piece_gives(text: str, splits: list[int], stops: list[str]) -> None:
     bounds = sorted({0, len(text), *(min(s, len(text)) for s in splits)})
     pieces = [text[a:b] for a, b in itertools.pairwise(bounds)]
