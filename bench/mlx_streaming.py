@@ -10,7 +10,9 @@ a pair generate the same number of tokens; the script checks that and stops if n
 
 A pair is one raw `mlx_lm.stream_generate` run and one server run on the same prompt, in
 an order drawn at random per pair (seeded); each prompt is used by one pair only, so no
-server answers from a cached prompt. Ratios and TTFT differences are taken per pair, then
+server answers from a cached prompt. All systems of a model are up together and their pairs
+interleave: pair k of every system, in an order drawn per k, before any system's pair k + 1, so
+no system is always measured first or in a minute of its own. Ratios and TTFT differences are taken per pair, then
 min / median / max over the pairs. Every run is written to bench/results/ as a JSON line.
 
     .venv/bin/python bench/mlx_streaming.py [--pairs 7] [--tokens 256] [--models tiny,small]
@@ -25,7 +27,7 @@ import random
 import statistics
 import tempfile
 from collections.abc import Iterator
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -54,48 +56,65 @@ def runnable_prompts(raw: common.RawWorker, path: Path, tokens: int, wanted: int
     return found[:wanted]
 
 
-async def measure(label: str, name: str, kind: str, base: str, model: str, raw: common.RawWorker, path: Path,
-                  prompts: list[int], args: argparse.Namespace, order: random.Random, results: common.Results,
-                  ) -> list[Any]:
+class System:
+    """One server under test, with its own prompts (no server answers from a cached prompt) and its pairs so far."""
+
+    def __init__(self, label: str, kind: str, model: str, base: str, prompts: list[int]) -> None:
+        self.label, self.kind, self.model, self.base, self.prompts = label, kind, model, base, prompts
+        self.pairs: list[tuple[dict[str, Any], common.Run]] = []
+
+
+async def measure(name: str, members: list[System], raw: common.RawWorker, path: Path, args: argparse.Namespace,
+                  order: random.Random, results: common.Results) -> list[list[Any]]:
+    """All systems' pairs interleaved: pair k of every system, in an order drawn per k, before pair k + 1 of any, so
+    a slow minute of the machine falls on every system alike (one server at a time: they idle at ~0 CPU)."""
     async with common.client() as http:
-        request = common.requester(http, kind, base, model, args.tokens)
-        warm = await request(prompts[0])  # warm-up of the server and its connection (not counted)
-        if warm.error:
-            raise RuntimeError(f"{label}: {warm.error}")
+        requests = {m.label: common.requester(http, m.kind, m.base, m.model, args.tokens) for m in members}
+        for member in members:
+            warm = await requests[member.label](member.prompts[0])  # warm-up of each server and connection
+            if warm.error:
+                raise RuntimeError(f"{member.label}: {warm.error}")
         await asyncio.to_thread(raw, {"mode": "stream", "model": str(path), "tokens": 8,
                                       "prompts": [common.user_messages(0)]})
-        pairs = []
-        for pair, index in enumerate(prompts[1:]):
-            job = {"mode": "stream", "model": str(path), "tokens": args.tokens,
-                   "prompts": [common.user_messages(index)]}
-            raw_first = order.random() < 0.5
-            if raw_first:
-                base_run = (await asyncio.to_thread(raw, job))["runs"][0]
-            run = await request(index)
-            if not raw_first:
-                base_run = (await asyncio.to_thread(raw, job))["runs"][0]
-            if run.error:
-                raise RuntimeError(f"{label}: {run.error}")
-            if run.tokens != base_run["tokens"]:
-                raise RuntimeError(f"{label}: prompt {index} gave {run.tokens} tokens, raw {base_run['tokens']}")
-            results.write(kind="pair", system=label, model=name, pair=pair, prompt=index, raw_first=raw_first,
-                          tokens=run.tokens, raw={k: v for k, v in base_run.items() if k != "text"},
-                          server={"ttft": run.ttft, "decode_tps": run.decode_tps, "e2e_tps": run.e2e_tps,
-                                  "events": run.deltas, "prompt_tokens": run.prompt_tokens})
-            pairs.append((base_run, run))
+        for pair in range(args.pairs):
+            for member in order.sample(members, len(members)):
+                index = member.prompts[1 + pair]
+                job = {"mode": "stream", "model": str(path), "tokens": args.tokens,
+                       "prompts": [common.user_messages(index)]}
+                raw_first = order.random() < 0.5
+                if raw_first:
+                    base_run = (await asyncio.to_thread(raw, job))["runs"][0]
+                run = await requests[member.label](index)
+                if not raw_first:
+                    base_run = (await asyncio.to_thread(raw, job))["runs"][0]
+                if run.error:
+                    raise RuntimeError(f"{member.label}: {run.error}")
+                if run.tokens != base_run["tokens"]:
+                    raise RuntimeError(f"{member.label}: prompt {index} gave {run.tokens} tokens, "
+                                       f"raw {base_run['tokens']}")
+                results.write(kind="pair", system=member.label, model=name, pair=pair, prompt=index,
+                              raw_first=raw_first, tokens=run.tokens,
+                              raw={k: v for k, v in base_run.items() if k != "text"},
+                              server={"ttft": run.ttft, "decode_tps": run.decode_tps, "e2e_tps": run.e2e_tps,
+                                      "events": run.deltas, "prompt_tokens": run.prompt_tokens})
+                member.pairs.append((base_run, run))
+    return [summary(name, member, results) for member in members]
+
+
+def summary(name: str, member: System, results: common.Results) -> list[Any]:
+    pairs = member.pairs
     e2e = [r.e2e_tps / b["e2e_tps"] for b, r in pairs]
     decode = [r.decode_tps / b["decode_tps"] for b, r in pairs]
     overhead = [r.ttft - b["ttft"] for b, r in pairs]
-    summary = {"e2e_ratio": common.spread(e2e), "decode_ratio": common.spread(decode),
+    spreads = {"e2e_ratio": common.spread(e2e), "decode_ratio": common.spread(decode),
                "raw_ttft_ms": common.spread([b["ttft"] * 1000 for b, _ in pairs]),
                "ttft_ms": common.spread([r.ttft * 1000 for _, r in pairs]),
                "ttft_overhead_ms": common.spread([o * 1000 for o in overhead])}
-    results.write(kind="summary", system=label, model=name, pairs=len(pairs), **summary)
+    results.write(kind="summary", system=member.label, model=name, pairs=len(pairs), **spreads)
     events = statistics.median(r.deltas for _, r in pairs)
-    return [label, name, len(pairs), pairs[0][1].tokens, f"{events:g}", common.fmt_spread(e2e), common.fmt_spread(decode),
-            common.fmt_spread([b["ttft"] for b, _ in pairs], 1000, 1), common.fmt_spread([r.ttft for _, r in pairs],
-                                                                                         1000, 1),
-            common.fmt_spread(overhead, 1000, 1)]
+    return [member.label, name, len(pairs), pairs[0][1].tokens, f"{events:g}", common.fmt_spread(e2e),
+            common.fmt_spread(decode), common.fmt_spread([b["ttft"] for b, _ in pairs], 1000, 1),
+            common.fmt_spread([r.ttft for _, r in pairs], 1000, 1), common.fmt_spread(overhead, 1000, 1)]
 
 
 def systems(path: Path, blas: common.Blas, args: argparse.Namespace
@@ -137,7 +156,8 @@ def main() -> None:
         rows: list[list[Any]] = []
         for name in args.models.split(","):
             path = common.build_model(name, Path(args.cache))
-            with common.RawWorker(blas) as raw:
+            with common.RawWorker(blas) as raw, ExitStack() as servers:
+                members: list[System] = []
                 start = 1
                 for label, kind, model, context in systems(path, blas, args):
                     if context is None:
@@ -146,10 +166,10 @@ def main() -> None:
                         continue
                     prompts = runnable_prompts(raw, path, args.tokens, args.pairs + 1, start)
                     start = prompts[-1] + 1  # every system gets prompts of its own
-                    with context as base:
-                        rows.append(common.run_async(measure(label, name, kind, base, model, raw, path, prompts,
-                                                             args, order, results)))
-                    print(common.table(HEADERS, rows[-1:]).splitlines()[-1], flush=True)
+                    members.append(System(label, kind, model, servers.enter_context(context), prompts))
+                model_rows = common.run_async(measure(name, members, raw, path, args, order, results))
+                rows += model_rows
+                print(common.table(HEADERS, model_rows), flush=True)
         print(f"\n### BLAS: {blas.name}\n")
         print(common.table(HEADERS, rows), flush=True)
     results.close()
