@@ -224,8 +224,8 @@ class _Processor:
             return mx.where(mx.array(allowed), logits, mx.array(-float("inf"), dtype=logits.dtype))
         if self._overlap:
             # The step runs now, on MLX's own thread, while this one computes the mask (the engine drops the GIL):
-            # only the sampling after the step needs it. Started any earlier (before the token it is fed is read
-            # back), it measured slower: reading the token then waits behind the step.
+            # only the sampling after the step needs it. Not any earlier: queued before the token it is fed is read
+            # back, the step would make that read wait for it.
             mx.async_eval(logits)
         return mx.where(self._mask(vocab), logits, mx.array(-float("inf"), dtype=logits.dtype))
 
