@@ -67,7 +67,7 @@ class System:
 async def measure(name: str, members: list[System], raw: common.RawWorker, path: Path, args: argparse.Namespace,
                   order: random.Random, results: common.Results) -> list[list[Any]]:
     """All systems' pairs interleaved: pair k of every system, in an order drawn per k, before pair k + 1 of any, so
-    a slow minute of the machine falls on every system alike (one server at a time: they idle at ~0 CPU)."""
+    a slow minute of the machine falls on every system alike (one server busy at a time; the others idle)."""
     async with common.client() as http:
         requests = {m.label: common.requester(http, m.kind, m.base, m.model, args.tokens) for m in members}
         for member in members:
