@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any, Literal
 
 import msgspec
@@ -34,6 +34,7 @@ from gateway.adapters.base import Capabilities, Delta, Finish, GenerationRequest
 from gateway.adapters.mlx.constrain import CALL_GRAMMARS
 from gateway.adapters.mlx.pool import FirstTokenWait, WorkerPool
 from gateway.adapters.mlx.process import WorkerProcess
+from gateway.adapters.mlx.sent import SentStream
 from gateway.adapters.mlx.traits import ModelTraits, probe
 from gateway.adapters.mlx.wire import MemoryUse, ModelInfo, Rendered
 from gateway.config import MlxModel
@@ -332,26 +333,43 @@ class MlxAdapter:
     # ------------------------------------------------------------ requests
 
     async def open(self, request: GenerationRequest) -> AsyncIterator[Delta]:
-        return self.generate(request)  # nothing can fail before the first delta that is not also a model error
-
-    async def generate(self, request: GenerationRequest) -> AsyncIterator[Delta]:
+        """A ready worker with room gets the request at once (it renders and prefills while the first events are
+        written); otherwise it goes when the stream is first read, where a load, a full queue or a dead worker
+        fails the response as any model error does."""
+        worker = self._worker
+        if (self.state != "ready" or worker is None or not worker.alive
+                or self._in_flight >= self.spec.max_batch + self.spec.max_queued):
+            return self.generate(request)
         self._in_flight += 1
         self.last_used = time.monotonic()
-        worker: WorkerProcess | None = None
+        stream = worker.open(request)
+        first_token = FirstTokenWait(self.pool, self)
+        return SentStream(self.generate(request, (worker, stream, first_token)),
+                          lambda: self._release(request, worker, first_token, finished=False))
+
+    async def generate(self, request: GenerationRequest,
+                       sent: tuple[WorkerProcess, asyncio.Queue[Any], FirstTokenWait] | None = None,
+                       ) -> AsyncGenerator[Delta, None]:
+        """The request's deltas; `sent`: it is on its worker already (from `open`), with its place counted."""
+        worker, stream, first_token = sent if sent is not None else (None, None, None)
+        if sent is None:
+            self._in_flight += 1
+            self.last_used = time.monotonic()
         finished = False
-        first_token: FirstTokenWait | None = None
         try:
-            if self._in_flight > self.spec.max_batch + self.spec.max_queued:
-                raise RateLimited(
-                    f"The model '{self.name}' is busy: {self.spec.max_batch} requests are being generated and "
-                    f"{self.spec.max_queued} more are waiting (max_batch, max_queued); try again shortly."
-                )
-            worker = await self._ready_worker()
-            stream = worker.open(request)
-            first_token = FirstTokenWait(self.pool, self)
+            if worker is None or stream is None:
+                if self._in_flight > self.spec.max_batch + self.spec.max_queued:
+                    raise RateLimited(
+                        f"The model '{self.name}' is busy: {self.spec.max_batch} requests are being generated and "
+                        f"{self.spec.max_queued} more are waiting (max_batch, max_queued); try again shortly."
+                    )
+                worker = await self._ready_worker()
+                stream = worker.open(request)
+                first_token = FirstTokenWait(self.pool, self)
             while not finished:
                 item = await stream.get()
-                first_token.over()
+                if first_token is not None:
+                    first_token.over()
                 if isinstance(item, BaseException):
                     raise item
                 for delta in item:  # call ids are the assembler's to assign
@@ -360,14 +378,19 @@ class MlxAdapter:
                     if finished:
                         break
         finally:
-            if first_token is not None:
-                first_token.over()
-            if worker is not None:
-                worker.close_stream(request.request_id, cancel=not finished)
-            self.counts["served"] += finished
-            self._in_flight -= 1
-            self.last_used = time.monotonic()
-            self.pool.notify()
+            self._release(request, worker, first_token, finished=finished)
+
+    def _release(self, request: GenerationRequest, worker: WorkerProcess | None, first_token: FirstTokenWait | None,
+                 *, finished: bool) -> None:
+        """The request is over for the gateway: stop waiting for it, cancel it in the worker unless it finished."""
+        if first_token is not None:
+            first_token.over()
+        if worker is not None:
+            worker.close_stream(request.request_id, cancel=not finished)
+        self.counts["served"] += finished
+        self._in_flight -= 1
+        self.last_used = time.monotonic()
+        self.pool.notify()
 
     async def count_input_tokens(self, request: GenerationRequest) -> int:
         """Exactly what generation would prompt with: the model's own template and tokenizer, in its worker."""

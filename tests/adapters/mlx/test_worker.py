@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import json
 from collections.abc import AsyncIterator
@@ -161,3 +162,31 @@ async def test_a_template_rejection_is_a_clear_error(tiny: tuple[GatewayConfig, 
     assert "chat template" in str(info.value) and getattr(info.value, "status", None) == 400
     text, finish = await collect(adapter, request("still fine", request_id="r4"))
     assert text == "still fine" and finish.reason == "stop"
+
+
+async def _cancelled(adapter: MlxAdapter, request_id: str) -> bool:
+    worker = adapter._worker  # white box: the worker's own record of what it cancelled
+    assert worker is not None
+    for _ in range(200):  # 10 s at most
+        if any(done.request_id == request_id for done in worker.cancels):
+            return True
+        await asyncio.sleep(0.05)
+    return False
+
+
+async def test_a_request_sent_at_open_and_never_read_is_cancelled(tiny: tuple[GatewayConfig, MlxAdapter]) -> None:
+    """A ready worker gets the request as the stream is opened; closed or dropped before its first delta, the
+    request is cancelled in the worker and the model is idle again (nothing left counted in flight)."""
+    _, adapter = tiny
+    await collect(adapter, request("warm up", request_id="warm"))  # loaded and ready: open() sends at once
+    long = "and so the stream goes on " * 120  # far longer than any wait below: it is still running when cancelled
+    opened = await adapter.open(request(long, request_id="closed", max_tokens=400))
+    assert adapter.busy
+    await opened.aclose()  # type: ignore[attr-defined]
+    assert not adapter.busy and await _cancelled(adapter, "closed")
+    dropped = await adapter.open(request(long, request_id="dropped", max_tokens=400))
+    del dropped  # its last reference: finalized at once, its give-back scheduled on the loop
+    await asyncio.sleep(0)
+    assert not adapter.busy and await _cancelled(adapter, "dropped")
+    text, finish = await collect(adapter, request("still serving", request_id="after"))
+    assert text == "still serving" and finish.reason == "stop"
