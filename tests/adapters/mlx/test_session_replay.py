@@ -39,7 +39,11 @@ def replay(base: str) -> list[dict[str, int]]:
     with httpx.Client(base_url=base, timeout=120) as http:
         for added in [[], *SESSION["turns"]]:
             items += copy.deepcopy(added)
+            # Greedy, so every run replays the same session: sampled, the random model's answer now and then
+            # re-renders so that the last token of the previous prompt differs (one token short of it), and the
+            # check below would pass or fail by the run.
             body = {"model": "agent", "input": items, "tools": SESSION["tools"], "store": False, "stream": False,
+                    "temperature": 0,
                     "parallel_tool_calls": True, "reasoning": {"summary": "auto"}, "max_output_tokens": 16,
                     "prompt_cache_key": "thread-replay", "include": ["reasoning.encrypted_content"]}
             response = http.post("/v1/responses", json=body)
