@@ -337,8 +337,7 @@ class MlxAdapter:
         written); otherwise it goes when the stream is first read, where a load, a full queue or a dead worker
         fails the response as any model error does."""
         worker = self._worker
-        if (self.state != "ready" or worker is None or not worker.alive
-                or self._in_flight >= self.spec.max_batch + self.spec.max_queued):
+        if self.state != "ready" or worker is None or not worker.alive or self._in_flight >= self._capacity:
             return self.generate(request)
         self._in_flight += 1
         self.last_used = time.monotonic()
@@ -358,7 +357,7 @@ class MlxAdapter:
         finished = False
         try:
             if worker is None or stream is None:
-                if self._in_flight > self.spec.max_batch + self.spec.max_queued:
+                if self._in_flight > self._capacity:
                     raise RateLimited(
                         f"The model '{self.name}' is busy: {self.spec.max_batch} requests are being generated and "
                         f"{self.spec.max_queued} more are waiting (max_batch, max_queued); try again shortly."
@@ -379,6 +378,11 @@ class MlxAdapter:
                         break
         finally:
             self._release(request, worker, first_token, finished=finished)
+
+    @property
+    def _capacity(self) -> int:
+        """Requests this model takes at once: generated together, then queued (more get 429)."""
+        return self.spec.max_batch + self.spec.max_queued
 
     def _release(self, request: GenerationRequest, worker: WorkerProcess | None, first_token: FirstTokenWait | None,
                  *, finished: bool) -> None:

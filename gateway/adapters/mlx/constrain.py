@@ -18,13 +18,13 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
 from gateway.adapters.base import Constraint
 from gateway.adapters.mlx.call_formats import FORMATS, compact, sequence
+from gateway.grammars import literal_regex
 
 __all__ = ["CALL_GRAMMARS", "ConstraintError", "Constraints"]
 
@@ -184,13 +184,8 @@ class Constraints:
 def _split_at(marker: str, before: str, reached: str) -> list[str]:
     """Two lexemes for a plain-text `marker`: `before`, text that never contains it, and `reached`, text that ends at
     its first occurrence (one lexeme, so writing the marker cannot stay part of the free text)."""
-    literal = _in_regex(marker)
+    literal = literal_regex(marker)
     return [f"{before}: /(?s:.*)/ & ~/(?s:.*{literal}.*)/", f"{reached}: /(?s:.*{literal})/ & ~/(?s:.*{literal}.+)/"]
-
-
-def _in_regex(text: str) -> str:
-    """`text` matched literally inside a Lark /regex/ (where a slash would end the literal)."""
-    return re.escape(text).replace("/", "\\/")
 
 
 class _Processor:
@@ -218,24 +213,16 @@ class _Processor:
                     log.warning("constraint broken", extra={"fields": {"error": self._matcher.get_error()[:200]}})
             self._consumed = size
         vocab = logits.shape[-1]
-        if self._failed or self._matcher.is_stopped():
-            allowed = np.zeros(vocab, dtype=bool)
-            allowed[[t for t in self._eos if t < vocab]] = True
-            return mx.where(mx.array(allowed), logits, mx.array(-float("inf"), dtype=logits.dtype))
-        if self._overlap:
-            # The step runs now, on MLX's own thread, while this one computes the mask (the engine drops the GIL):
-            # only the sampling after the step needs it. Not any earlier: queued before the token it is fed is read
-            # back, the step would make that read wait for it.
-            mx.async_eval(logits)
-        return mx.where(self._mask(vocab), logits, mx.array(-float("inf"), dtype=logits.dtype))
-
-    def _mask(self, vocab: int) -> Any:
-        """The allowed tokens as an MLX bool array of `vocab` entries."""
-        import mlx.core as mx
-        import numpy as np
-
-        bits = np.unpackbits(np.frombuffer(self._matcher.compute_bitmask(), dtype=np.uint8), bitorder="little")
         allowed = np.zeros(vocab, dtype=bool)
-        n = min(vocab, bits.size)
-        allowed[:n] = bits[:n].astype(bool)
-        return mx.array(allowed)
+        if self._failed or self._matcher.is_stopped():
+            allowed[[t for t in self._eos if t < vocab]] = True
+        else:
+            if self._overlap:
+                # The step runs now, on MLX's own thread, while this one computes the mask (the engine drops the
+                # GIL): only the sampling after the step needs it. Not any earlier: queued before the token it is
+                # fed is read back, the step would make that read wait for it.
+                mx.async_eval(logits)
+            bits = np.unpackbits(np.frombuffer(self._matcher.compute_bitmask(), dtype=np.uint8), bitorder="little")
+            n = min(vocab, bits.size)
+            allowed[:n] = bits[:n].astype(bool)
+        return mx.where(mx.array(allowed), logits, mx.array(-float("inf"), dtype=logits.dtype))

@@ -160,9 +160,14 @@ def tool_dicts(tools: Sequence[ToolSpec]) -> list[dict[str, Any]]:
 THINKING_OFF = frozenset({"none", "minimal"})
 
 
+def thinking_asked(request: GenerationRequest) -> bool | None:
+    """Whether the request's reasoning effort asks the model to think (None: it does not say)."""
+    return None if request.reasoning_effort is None else request.reasoning_effort not in THINKING_OFF
+
+
 def template_kwargs(request: GenerationRequest) -> dict[str, Any]:
     """The manifest's `chat_template_kwargs`, with thinking switched by the request's reasoning effort."""
     kwargs = dict(request.chat_template_kwargs)
-    if request.reasoning_effort is not None:
-        kwargs["enable_thinking"] = request.reasoning_effort not in THINKING_OFF
+    if (asked := thinking_asked(request)) is not None:
+        kwargs["enable_thinking"] = asked
     return kwargs

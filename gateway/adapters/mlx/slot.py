@@ -14,7 +14,7 @@ from gateway.adapters.base import GenerationRequest
 from gateway.adapters.mlx import mlxlm
 from gateway.adapters.mlx.constrain import Constraints
 from gateway.adapters.mlx.model import LoadedModel
-from gateway.adapters.mlx.render import THINKING_OFF
+from gateway.adapters.mlx.render import thinking_asked
 from gateway.adapters.mlx.sequence import TokenSequence
 from gateway.config import MlxTesting
 
@@ -73,7 +73,7 @@ class Slot:
         if request.constraint is not None and constraints is not None:
             thinking = model.initial_state(self.prompt) == "reasoning"
             # A request that asks for reasoning may get it even where the template does not open the think block.
-            may_think = request.reasoning_effort is not None and request.reasoning_effort not in THINKING_OFF
+            may_think = thinking_asked(request) is True
             enforce = constraints.processor(request.constraint, len(self.prompt), thinking, may_think)
             if enforce is not None:
                 self.processors = [*(self.processors or []), enforce]  # last: it sees what the others left
